@@ -1,0 +1,1 @@
+"""Meters: timing, memory, FLOPs, energy and the hardware fingerprint (one module each)."""
