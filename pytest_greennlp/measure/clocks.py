@@ -1,0 +1,102 @@
+"""Clocks and peak memory: wall and process CPU time, CUDA synchronisation, per-test peak RSS."""
+
+from __future__ import annotations
+
+import logging
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MemoryProbe", "cuda_synchronize", "now", "torch_cuda"]
+
+log = logging.getLogger(__name__)
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def torch_cuda() -> Any | None:
+    """Return ``torch.cuda`` if torch is already imported and CUDA is initialised, else None.
+
+    Never imports torch: a test that did not load it cannot have used the GPU.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    try:
+        cuda = torch.cuda
+        return cuda if cuda.is_available() and cuda.is_initialized() else None
+    except Exception:  # pragma: no cover - broken torch install
+        log.debug("torch.cuda unusable", exc_info=True)
+        return None
+
+
+def cuda_synchronize() -> tuple[str, ...]:
+    """Wait for queued CUDA work so a window edge covers it; return what was synchronised."""
+    cuda = torch_cuda()
+    if cuda is None:
+        return ()
+    cuda.synchronize()
+    return ("cuda",)
+
+
+def now() -> tuple[float, float]:
+    """Return (wall seconds, process CPU seconds) from monotonic clocks."""
+    return time.perf_counter(), time.process_time()
+
+
+class MemoryProbe:
+    """Peak resident memory of this process over a window.
+
+    On Linux the kernel's high-water mark (``VmHWM``) is reset at the window start by
+    writing ``5`` to ``/proc/self/clear_refs``, so the peak is the test's own. Where that
+    is not possible the lifetime peak (``ru_maxrss``) is reported and labelled as such.
+    """
+
+    def __init__(self) -> None:
+        self.per_test = self._can_reset()
+        self.method = (
+            "VmHWM after clear_refs reset (peak during the test)"
+            if self.per_test
+            else "ru_maxrss (peak of the whole process so far)"
+        )
+
+    @staticmethod
+    def _can_reset() -> bool:
+        try:
+            _CLEAR_REFS.write_text("5")
+            return _read_hwm() is not None
+        except OSError:
+            return False
+
+    def reset(self) -> None:
+        """Start a new peak window (also the CUDA peak when CUDA is in use)."""
+        if self.per_test:
+            try:
+                _CLEAR_REFS.write_text("5")
+            except OSError:  # pragma: no cover - permission changed mid-run
+                self.per_test = False
+        cuda = torch_cuda()
+        if cuda is not None:
+            cuda.reset_peak_memory_stats()
+
+    def peak(self) -> tuple[int | None, int | None]:
+        """Return (peak RSS bytes, CUDA peak allocated bytes or None)."""
+        rss = _read_hwm() if self.per_test else None
+        if rss is None:
+            scale = 1 if sys.platform == "darwin" else 1024
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+        cuda = torch_cuda()
+        return rss, (int(cuda.max_memory_allocated()) if cuda is not None else None)
+
+
+def _read_hwm() -> int | None:
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None

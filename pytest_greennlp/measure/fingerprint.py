@@ -1,0 +1,54 @@
+"""The hardware fingerprint: CPU, memory, GPUs, driver, torch and the device tests ran on."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import sys
+from typing import Any
+
+from pytest_greennlp.measure.codecarbon_data import cpu_model_name
+from pytest_greennlp.measure.nvml import nvml_devices
+
+__all__ = ["default_fingerprint"]
+
+
+def _total_memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _torch_versions() -> tuple[str | None, str | None]:
+    """torch and CUDA versions without importing torch unless the tests already did."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return str(torch.__version__), getattr(torch.version, "cuda", None)
+    try:
+        return importlib.metadata.version("torch"), None
+    except importlib.metadata.PackageNotFoundError:
+        return None, None
+
+
+def default_fingerprint() -> dict[str, Any]:
+    """Return the built-in fingerprint as a dict of `records.Fingerprint` fields."""
+    gpus = [
+        {"index": g.index, "name": g.name, "uuid": g.uuid, "driver": g.driver,
+         "memory_total_bytes": g.memory_total_bytes}
+        for g in nvml_devices()
+    ]
+    torch_version, cuda_version = _torch_versions()
+    return {
+        "cpu_model": cpu_model_name(),
+        "cpu_count": os.cpu_count() or 1,
+        "memory_total_bytes": _total_memory_bytes(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "device": "cuda" if gpus else "cpu",
+        "torch": torch_version,
+        "cuda": cuda_version,
+        "gpus": gpus,
+        "extra": {},
+    }

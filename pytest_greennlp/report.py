@@ -1,0 +1,260 @@
+"""``green-report.json``: assemble, write atomically, read strictly, render the terminal table."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from pytest_greennlp import __version__
+from pytest_greennlp.errors import ReportError
+from pytest_greennlp.records import (
+    SCHEMA_VERSION,
+    CarbonIntensity,
+    Energy,
+    Fingerprint,
+    Report,
+    Settings,
+    TestRecord,
+    Totals,
+    from_dict,
+    to_dict,
+)
+
+if TYPE_CHECKING:
+    import pytest
+
+__all__ = ["MAX_REPORT_BYTES", "assemble", "read_report", "render_table", "totals", "write_report"]
+
+#: A report larger than this is refused when read (a hostile or runaway file).
+MAX_REPORT_BYTES = 256 * 1024 * 1024
+
+
+def _sum(values: Iterable[float | int | None]) -> Any:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
+
+
+def totals(tests: Sequence[TestRecord]) -> Totals:
+    """Sum the figures of ``tests``; measured and estimated energy stay apart."""
+    timed = [t for t in tests if t.timing is not None]
+    return Totals(
+        tests=len(tests),
+        wall_s=sum(t.timing.wall_s for t in timed if t.timing),
+        cpu_s=sum(t.timing.cpu_s for t in timed if t.timing),
+        flops=_sum(t.flops.total if t.flops else None for t in tests),
+        measured_j=_sum(t.energy.measured_j if t.energy else None for t in tests),
+        estimated_j=_sum(t.energy.estimated_j if t.energy else None for t in tests),
+        co2e_from_measured_g=_sum(t.co2e.from_measured_g if t.co2e else None for t in tests),
+        co2e_from_estimated_g=_sum(t.co2e.from_estimated_g if t.co2e else None for t in tests),
+    )
+
+
+def assemble(
+    *,
+    config: pytest.Config,
+    tests: Sequence[TestRecord],
+    carbon: CarbonIntensity,
+    settings: Settings,
+    started_at: str,
+    finished_at: str | None,
+    complete: bool,
+    exit_status: int | None,
+    run_energy: Energy | None,
+    notes: Sequence[str],
+) -> Report:
+    """Build the `Report` of a run; the fingerprint comes from the plugin hooks."""
+    ordered = tuple(sorted(tests, key=lambda t: t.nodeid))
+    return Report(
+        tool_version=__version__,
+        complete=complete,
+        exit_status=exit_status,
+        started_at=started_at,
+        finished_at=finished_at,
+        fingerprint=fingerprint_of(config),
+        carbon=carbon,
+        settings=settings,
+        tests=ordered,
+        totals=totals(ordered),
+        run_energy=run_energy,
+        notes=tuple(notes),
+    )
+
+
+def fingerprint_of(config: pytest.Config) -> Fingerprint:
+    """Ask the hooks for the fingerprint (generate, then update in place); cached per run."""
+    cached = getattr(config, "_greennlp_fingerprint", None)
+    if isinstance(cached, Fingerprint):
+        return cached
+    data = config.hook.pytest_greennlp_generate_fingerprint(config=config)
+    config.hook.pytest_greennlp_update_fingerprint(config=config, fingerprint=data)
+    try:
+        fingerprint = from_dict(Fingerprint, data)
+    except ValueError as exc:
+        raise ReportError("fingerprint", f"a fingerprint hook returned bad data: {exc}") from exc
+    config._greennlp_fingerprint = fingerprint  # type: ignore[attr-defined]
+    return fingerprint
+
+
+def write_report(report: Report, path: Path) -> None:
+    """Write ``report`` as JSON atomically: a temporary file in the same folder, then rename."""
+    text = json.dumps(to_dict(report), indent=1, sort_keys=False, allow_nan=False) + "\n"
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise ReportError(path, f"cannot write ({exc.strerror or exc})") from exc
+
+
+def read_report(path: Path | str) -> Report:
+    """Read and validate a report; every problem is one `ReportError` line naming the file."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_REPORT_BYTES:
+            raise ReportError(path, f"is {size} bytes, larger than the {MAX_REPORT_BYTES} byte limit")
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ReportError(path, "no such file") from None
+    except IsADirectoryError:
+        raise ReportError(path, "is a directory, not a report") from None
+    except OSError as exc:
+        raise ReportError(path, f"cannot read ({exc.strerror or exc})") from exc
+    return parse_report(raw, path)
+
+
+def parse_report(raw: bytes | str, path: Path | str = "<report>") -> Report:
+    """Parse report JSON text (see `read_report`)."""
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ReportError(path, "is nested too deeply to be a report") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+        raise ReportError(path, f"is not valid JSON ({_one_line(exc)})") from None
+    if not isinstance(data, dict):
+        raise ReportError(path, "is not a pytest-greennlp report (top level is not an object)")
+    version = data.get("schema_version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ReportError(path, "is not a pytest-greennlp report (no integer schema_version)")
+    if version > SCHEMA_VERSION:
+        raise ReportError(
+            path, f"has schema_version {version}, newer than {SCHEMA_VERSION}; upgrade pytest-greennlp"
+        )
+    if version < SCHEMA_VERSION:
+        raise ReportError(path, f"has schema_version {version}, which this version no longer reads")
+    try:
+        return from_dict(Report, data)
+    except RecursionError:
+        raise ReportError(path, "is nested too deeply to be a report") from None
+    except ValueError as exc:
+        raise ReportError(path, f"is not a valid report: {_one_line(exc)}") from None
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+# --- terminal table ------------------------------------------------------------------
+
+
+def _fmt_num(value: float | int | None, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    if value == 0:
+        return f"0{unit}"
+    magnitude = abs(value)
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""),
+                           (1e-3, "m"), (1e-6, "u")):
+        if magnitude >= factor:
+            return f"{value / factor:.3g}{prefix}{unit}"
+    return f"{value:.2e}{unit}"
+
+
+def energy_cell(energy: Energy | None) -> str:
+    """``1.2J meas`` / ``3.4J est`` / both, never one number added across bases."""
+    if energy is None:
+        return "n/a"
+    cells = []
+    if energy.measured_j is not None:
+        cells.append(f"{_fmt_num(energy.measured_j, 'J')} meas")
+    if energy.estimated_j is not None:
+        cells.append(f"{_fmt_num(energy.estimated_j, 'J')} est")
+    return " + ".join(cells) if cells else "n/a"
+
+
+def _co2_cell(grams_measured: float | None, grams_estimated: float | None) -> str:
+    cells = []
+    if grams_measured is not None:
+        cells.append(f"{_fmt_num(grams_measured, 'g')} meas")
+    if grams_estimated is not None:
+        cells.append(f"{_fmt_num(grams_estimated, 'g')} est")
+    return " + ".join(cells) if cells else "n/a"
+
+
+def _cost_key(test: TestRecord) -> tuple[float, float]:
+    energy = test.energy
+    joules = 0.0
+    if energy is not None:
+        joules = energy.measured_j if energy.measured_j is not None else (energy.estimated_j or 0.0)
+    return (-joules, -(test.timing.wall_s if test.timing else 0.0))
+
+
+def render_table(report: Report, width: int = 120) -> list[str]:
+    """Return the price-tag table, most expensive test first, with a totals row."""
+    header = ("test", "kind", "outcome", "wall", "cpu", "FLOPs", "energy", "CO2e", "peak RSS")
+    rows = []
+    for test in sorted(report.tests, key=_cost_key):
+        rows.append((
+            test.nodeid,
+            test.kind,
+            test.outcome,
+            _fmt_num(test.timing.wall_s, "s") if test.timing else "n/a",
+            _fmt_num(test.timing.cpu_s, "s") if test.timing else "n/a",
+            _fmt_num(test.flops.total) if test.flops else "n/a",
+            energy_cell(test.energy),
+            _co2_cell(test.co2e.from_measured_g, test.co2e.from_estimated_g) if test.co2e else "n/a",
+            _fmt_num(test.memory.peak_rss_bytes, "B") if test.memory else "n/a",
+        ))
+    t = report.totals
+    rows.append((
+        "TOTAL", f"{t.tests} tests", "",
+        _fmt_num(t.wall_s, "s"), _fmt_num(t.cpu_s, "s"), _fmt_num(t.flops),
+        energy_cell(Energy(parts=(), measured_j=t.measured_j, estimated_j=t.estimated_j)),
+        _co2_cell(t.co2e_from_measured_g, t.co2e_from_estimated_g), "",
+    ))
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    fixed = sum(widths[1:]) + 2 * (len(header) - 1)
+    widths[0] = max(24, min(widths[0], width - fixed))
+    lines = []
+    for i, row in enumerate((header, *rows)):
+        first = row[0] if len(row[0]) <= widths[0] else "..." + row[0][-(widths[0] - 3):]
+        cells = [first.ljust(widths[0])] + [
+            c.rjust(w) if j >= 2 else c.ljust(w) for j, (c, w) in enumerate(zip(row[1:], widths[1:]), 1)
+        ]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0 or i == len(rows) - 1:
+            lines.append("-" * min(width, len(lines[-1]) + 4))
+    lines.append(
+        f"CO2e at {report.carbon.g_per_kwh:g} g/kWh ({report.carbon.region}, {report.carbon.source}"
+        f"{', ' + str(report.carbon.year) if report.carbon.year else ''}), PUE {report.carbon.pue:g}; "
+        "meas = hardware counter, est = model"
+    )
+    return lines
+
+

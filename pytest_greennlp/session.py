@@ -1,0 +1,653 @@
+"""The measuring session: per-test windows, repeats, xdist transport and the report's lifecycle.
+
+`GreenSession` is registered only under ``--green``. Each xdist worker (or the single
+process) measures its tests and attaches the record to the call-phase report; the
+controller (or the single process) collects records from the reports it logs, writes
+checkpoints while the run goes on and the final report at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import time
+import warnings
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Generator, Mapping, Sequence
+
+import pytest
+
+from pytest_greennlp.errors import GreenNLPWarning, MeterUnavailableWarning, ReportError
+from pytest_greennlp.measure.base import EnergyReader
+from pytest_greennlp.measure.clocks import MemoryProbe
+from pytest_greennlp.measure.window import Window, WindowTotals
+from pytest_greennlp.records import (
+    CarbonIntensity,
+    Emissions,
+    Energy,
+    EnergyPart,
+    Flops,
+    Memory,
+    Metric,
+    Report,
+    Settings,
+    TestRecord,
+    Timing,
+    Trial,
+    TrialCost,
+    from_dict,
+    to_dict,
+)
+
+if TYPE_CHECKING:
+    from pytest_greennlp.config import GreenConfig
+    from pytest_greennlp.measure.flops import FlopCount
+
+__all__ = ["GreenSession", "TestRun", "run_key"]
+
+log = logging.getLogger(__name__)
+
+#: Where the running `TestRun` of an item lives while its call phase runs.
+run_key = pytest.StashKey["TestRun"]()
+
+#: Name of the attribute that carries a record on a call-phase report (survives xdist).
+REPORT_ATTR = "greennlp"
+
+_CHECKPOINT_EVERY_S = 2.0
+
+
+class TestRun:
+    """Measurement state of one marked test while its call phase runs."""
+
+    __test__ = False
+
+    def __init__(
+        self,
+        *,
+        nodeid: str,
+        kind: str,
+        default_group: str,
+        readers: Sequence[EnergyReader],
+        read_all: Callable[[Sequence[EnergyReader]], Mapping[str, float | None]],
+    ) -> None:
+        self.nodeid = nodeid
+        self.kind = kind
+        self.default_group = default_group
+        self._readers = readers
+        self._read_all = read_all
+        self.recording = False
+        self.window: Window | None = None
+        self.region: Window | None = None
+        self._region_depth = 0
+        self.forward_flops = 0
+        self.backward_flops = 0
+        self.flops_methods: list[str] = []
+        self.counts: dict[str, int] = {}
+        self.metrics: dict[str, Metric] = {}
+        self.trials: list[Trial] = []
+        self.notes: list[str] = []
+        self.extra: dict[str, Any] = {}
+        self._trial_mark = (WindowTotals(), 0)
+
+    def new_window(self) -> Window:
+        return Window(self._readers, self._read_all)
+
+    # -- called by the Recorder --------------------------------------------------
+
+    def count_model(
+        self, model: Any, inputs: Any, *, backward: bool | None, calls: int, loss_fn: Any
+    ) -> FlopCount:
+        from pytest_greennlp.measure.flops import count_flops
+
+        paused = [w for w in (self.window, self.region) if w is not None and w.running]
+        for w in paused:
+            w.stop()
+        try:
+            count = count_flops(
+                model, inputs, backward=self.kind == "train" if backward is None else backward,
+                loss_fn=loss_fn,
+            )
+        finally:
+            for w in paused:
+                w.start()
+        self.add_flops(count.forward * calls, count.backward * calls, method=count.method)
+        return count
+
+    def add_flops(self, forward: int, backward: int, *, method: str) -> None:
+        self.forward_flops += forward
+        self.backward_flops += backward
+        if method not in self.flops_methods:
+            self.flops_methods.append(method)
+
+    def add_count(self, name: str, n: int) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
+    def enter_region(self) -> None:
+        if self._region_depth == 0:
+            if self.region is None:
+                self.region = self.new_window()
+            if self.recording:
+                self.region.start()
+        self._region_depth += 1
+
+    def exit_region(self) -> None:
+        self._region_depth -= 1
+        if self._region_depth == 0 and self.region is not None:
+            self.region.stop()
+
+    def trial_boundary(self) -> TrialCost:
+        """Return the cost since the previous boundary and start a new one."""
+        active = self.region if self.region is not None else self.window
+        if active is None:
+            return TrialCost()
+        if active.running:  # fold the running segment into the totals
+            active.stop()
+            active.start()
+        now = active.totals
+        before, flops_before = self._trial_mark
+        flops_now = self.forward_flops + self.backward_flops
+        self._trial_mark = (
+            WindowTotals(now.wall_s, now.cpu_s, dict(now.energy_j)), flops_now
+        )
+        delta = {
+            d: (None if v is None or before.energy_j.get(d, 0.0) is None else v - (before.energy_j.get(d) or 0.0))
+            for d, v in now.energy_j.items()
+        }
+        measured, estimated = _split_by_basis(delta, self._readers)
+        return TrialCost(
+            wall_s=now.wall_s - before.wall_s,
+            cpu_s=now.cpu_s - before.cpu_s,
+            measured_j=measured,
+            estimated_j=estimated,
+            flops=(flops_now - flops_before) if self.flops_methods else None,
+        )
+
+
+def _split_by_basis(
+    energy: Mapping[str, float | None], readers: Sequence[EnergyReader]
+) -> tuple[float | None, float | None]:
+    measured: float | None = None
+    estimated: float | None = None
+    for reader in readers:
+        value = energy.get(reader.domain)
+        if value is None:
+            continue
+        if reader.measured:
+            measured = (measured or 0.0) + value
+        else:
+            estimated = (estimated or 0.0) + value
+    return measured, estimated
+
+
+def build_energy(
+    runs: Sequence[WindowTotals], readers: Sequence[EnergyReader], attribution: str
+) -> tuple[Energy | None, list[str]]:
+    """Turn the windows of the measured runs into an `Energy` (medians over runs)."""
+    if not readers or not runs:
+        return None, []
+    notes = []
+    parts = []
+    available = []
+    for reader in readers:
+        values = [run.energy_j.get(reader.domain) for run in runs]
+        if any(v is None for v in values):
+            notes.append(f"energy of {reader.domain} ({reader.method}) unavailable for this test")
+            continue
+        available.append(reader)
+        parts.append(
+            EnergyPart(
+                domain=reader.domain,
+                energy_j=statistics.median(typing_floats(values)),
+                method=reader.method,
+                measured=reader.measured,
+                source=reader.source,
+                scope=reader.scope,
+            )
+        )
+    if not parts:
+        return None, notes
+    per_run = [_split_by_basis(run.energy_j, available) for run in runs]
+    measured_samples = tuple(m for m, _ in per_run if m is not None)
+    estimated_samples = tuple(e for _, e in per_run if e is not None)
+    energy = Energy(
+        parts=tuple(parts),
+        measured_j=statistics.median(measured_samples) if measured_samples else None,
+        estimated_j=statistics.median(estimated_samples) if estimated_samples else None,
+        samples_measured_j=measured_samples if len(runs) > 1 else (),
+        samples_estimated_j=estimated_samples if len(runs) > 1 else (),
+        attribution=attribution,
+    )
+    return energy, notes
+
+
+def typing_floats(values: Sequence[float | None]) -> list[float]:
+    return [float(v) for v in values if v is not None]
+
+
+def emissions(energy: Energy | None, carbon: CarbonIntensity) -> Emissions | None:
+    """CO2e grams = joules / 3.6e6 x PUE x g/kWh, for each energy basis separately."""
+    if energy is None:
+        return None
+    factor = carbon.pue * carbon.g_per_kwh / 3.6e6
+    return Emissions(
+        from_measured_g=None if energy.measured_j is None else energy.measured_j * factor,
+        from_estimated_g=None if energy.estimated_j is None else energy.estimated_j * factor,
+    )
+
+
+class GreenSession:
+    """The plugin object registered under ``--green``; one per pytest process."""
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        settings: GreenConfig,
+        carbon: CarbonIntensity,
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.carbon = carbon
+        self.is_worker = hasattr(config, "workerinput")
+        workerinput: dict[str, Any] = getattr(config, "workerinput", {})
+        self.worker_id: str | None = workerinput.get("workerid")
+        self.concurrent_workers = int(workerinput.get("workercount", 1)) if self.is_worker else _xdist_workers(config)
+        self.readers: list[EnergyReader] = []
+        self._read_all: Callable[[Sequence[EnergyReader]], Mapping[str, float | None]] = lambda r: {}
+        self.memory = MemoryProbe()
+        self.records: dict[str, TestRecord] = {}
+        self.notes: list[str] = []
+        self._warned: set[str] = set()
+        self._failed: set[str] = set()
+        self.started_at = _now_iso()
+        self._last_checkpoint = 0.0
+        self.run_window: Window | None = None
+        self.report_path: Path = settings.report
+        self.written_to: Path | None = None
+        self.report: Report | None = None
+
+    # -- warnings ----------------------------------------------------------------
+
+    def warn(self, message: str, category: type[GreenNLPWarning] = MeterUnavailableWarning) -> None:
+        """Tell the user once; never escalated to an error by warning filters."""
+        if message in self._warned:
+            return
+        self._warned.add(message)
+        self.notes.append(message)
+        log.info("%s", message)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", category)
+            warnings.warn(f"greennlp: {message}", category, stacklevel=2)
+
+    # -- session -------------------------------------------------------------------
+
+    @property
+    def is_controller(self) -> bool:
+        return not self.is_worker
+
+    @property
+    def measures_tests(self) -> bool:
+        """False on an xdist controller: its workers measure the tests."""
+        return self.is_worker or self.concurrent_workers == 0
+
+    def _open_readers(self) -> None:
+        from pytest_greennlp.measure import energy
+
+        hook = self.config.hook
+        try:
+            readers = energy.discover_readers(sources=self.settings.energy, warn=self.warn)
+            extra = [r for group in hook.pytest_greennlp_energy_readers(config=self.config) for r in group]
+        except Exception as exc:  # a broken meter never breaks the run
+            self.warn(f"energy meters failed to start ({exc}); energy unavailable")
+            return
+        for reader in extra:
+            try:
+                reader.open()
+            except Exception as exc:
+                self.warn(f"energy reader {getattr(reader, 'domain', reader)!r} failed to open ({exc})")
+                continue
+            readers.insert(0, reader)
+        seen: set[str] = set()
+        chosen = []
+        for reader in readers:  # third-party readers first: they replace ours per domain
+            if reader.domain in seen:
+                reader.close()
+                continue
+            seen.add(reader.domain)
+            chosen.append(reader)
+        if self.concurrent_workers > 1:
+            # Tests run at once in several processes: a machine-wide counter cannot be split
+            # between them, so tests get per-process estimates and the controller keeps the
+            # machine-wide counters for the run total.
+            keep = "machine" if self.is_controller else "process"
+            dropped = [r for r in chosen if r.scope != keep]
+            chosen = [r for r in chosen if r.scope == keep]
+            for reader in dropped:
+                reader.close()
+            if self.is_controller and dropped:
+                self.notes.append(
+                    f"xdist with {self.concurrent_workers} workers: per-test energy comes from "
+                    "per-process estimates; machine-wide counters are reported for the whole run only"
+                )
+        self.readers = chosen
+        self._read_all = lambda rs: energy.read_all(rs, failed=self._failed, warn=self.warn)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self._open_readers()
+        if self.is_controller:
+            if self.concurrent_workers > 0 and self.readers:
+                self.run_window = Window(self.readers, self._read_all)
+                self.run_window.start()
+            self.checkpoint(force=True)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        # Created before fixtures are set up, so the ``green`` fixture can find it.
+        kind = item.stash.get(kind_key, None)
+        if kind is not None and self.measures_tests:
+            item.stash[run_key] = TestRun(
+                nodeid=item.nodeid,
+                kind=kind,
+                default_group=getattr(item, "originalname", item.name),
+                readers=self.readers,
+                read_all=self._read_all,
+            )
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        run = item.stash.get(run_key, None)
+        if run is None:
+            return (yield)
+        for i in range(self.settings.warmup):
+            try:
+                item.runtest()
+            except Exception as exc:
+                run.notes.append(f"warm-up run {i + 1} raised {type(exc).__name__}; warm-up stopped")
+                break
+        run.recording = True
+        run.window = run.new_window()
+        self.memory.reset()
+        run.window.start()
+        failed = True
+        try:
+            result = yield
+            failed = False
+            return result
+        finally:
+            run.window.stop()
+            run.recording = False
+            rss, cuda_peak = self.memory.peak()
+            samples = [self._chosen(run)]
+            for _ in range(self.settings.repeats - 1 if not failed else 0):
+                samples.append(self._repeat(item, run))
+            item.stash[record_key] = self._record(item, run, samples, rss, cuda_peak)
+
+    @staticmethod
+    def _chosen(run: TestRun) -> WindowTotals:
+        window = run.region if run.region is not None else run.window
+        assert window is not None
+        return window.totals
+
+    def _repeat(self, item: pytest.Item, run: TestRun) -> WindowTotals:
+        run.window = run.new_window()
+        run.region = None
+        run.window.start()
+        try:
+            item.runtest()
+        except Exception as exc:
+            run.notes.append(f"a repeat raised {type(exc).__name__}; its figures are kept")
+        finally:
+            run.window.stop()
+        return self._chosen(run)
+
+    def _record(
+        self,
+        item: pytest.Item,
+        run: TestRun,
+        samples: Sequence[WindowTotals],
+        rss: int | None,
+        cuda_peak: int | None,
+    ) -> TestRecord:
+        marker_kwargs: Mapping[str, Any] = item.stash.get(marker_key, {})
+        walls = tuple(s.wall_s for s in samples)
+        cpus = tuple(s.cpu_s for s in samples)
+        synced = tuple(sorted({x for s in samples for x in s.synchronized}))
+        timing = Timing(
+            wall_s=statistics.median(walls),
+            cpu_s=statistics.median(cpus),
+            wall_samples_s=walls,
+            cpu_samples_s=cpus,
+            warmup_runs=self.settings.warmup,
+            synchronized=synced,
+        )
+        attribution = "region" if run.region is not None else "window"
+        if self.concurrent_workers > 1:
+            attribution += f" (process estimate: {self.concurrent_workers} xdist workers)"
+        energy, notes = build_energy(samples, self.readers, attribution)
+        flops = None
+        if run.flops_methods:
+            flops = Flops(
+                forward=run.forward_flops,
+                backward=run.backward_flops,
+                total=run.forward_flops + run.backward_flops,
+                method="; ".join(run.flops_methods),
+            )
+        return TestRecord(
+            nodeid=item.nodeid,
+            kind=run.kind,  # type: ignore[arg-type]
+            outcome="passed",  # replaced from the reports by the collector
+            worker=self.worker_id,
+            examples=run.counts.get("examples", marker_kwargs.get("examples")),
+            tokens=run.counts.get("tokens", marker_kwargs.get("tokens")),
+            timing=timing,
+            flops=flops,
+            energy=energy,
+            co2e=emissions(energy, self.carbon),
+            memory=Memory(peak_rss_bytes=rss, rss_method=self.memory.method,
+                          cuda_peak_allocated_bytes=cuda_peak),
+            metrics=tuple(run.metrics.values()),
+            trials=tuple(run.trials),
+            limits={k: v for k, v in marker_kwargs.items() if k not in ("examples", "tokens")},
+            extra=dict(run.extra),
+            notes=tuple(run.notes + notes),
+        )
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        record = item.stash.get(record_key, None) if call.when == "call" else None
+        if record is not None:
+            data = to_dict(record)
+            self.config.hook.pytest_greennlp_update_record(config=self.config, item=item, record=data)
+            # A plain attribute survives xdist's report serialisation, so the controller
+            # receives the record together with the outcome.
+            setattr(report, REPORT_ATTR, data)
+            item.user_properties.extend(_junit_properties(record))  # junitxml reads them at teardown
+        return report
+
+    # -- collection on the controller -----------------------------------------------
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.is_worker:
+            return
+        kind = _report_kind(report)
+        if kind is None:
+            return
+        data = getattr(report, REPORT_ATTR, None)
+        current = self.records.get(report.nodeid)
+        if data is not None:
+            try:
+                current = from_dict(TestRecord, data)
+            except ValueError as exc:
+                self.warn(f"dropped a malformed record for {report.nodeid}: {exc}", GreenNLPWarning)
+                return
+        if current is None:
+            current = TestRecord(nodeid=report.nodeid, kind=kind, outcome="passed")
+        outcome = _outcome(report, current.outcome)
+        self.records[report.nodeid] = replace(current, outcome=outcome)
+        if report.when == "teardown":
+            self.checkpoint()
+
+    # -- the report ---------------------------------------------------------------
+
+    def build_report(self, *, complete: bool, exit_status: int | None) -> Report:
+        from pytest_greennlp.report import assemble
+
+        run_energy = None
+        if self.run_window is not None:
+            self.run_window.stop()
+            run_energy, _ = build_energy([self.run_window.totals], self.readers, "whole run")
+            self.run_window.start()
+        return assemble(
+            config=self.config,
+            tests=list(self.records.values()),
+            carbon=self.carbon,
+            settings=Settings(
+                repeats=self.settings.repeats,
+                warmup=self.settings.warmup,
+                energy_sources=self.settings.energy,
+                xdist_workers=self.concurrent_workers,
+            ),
+            started_at=self.started_at,
+            finished_at=_now_iso() if exit_status is not None else None,
+            complete=complete,
+            exit_status=exit_status,
+            run_energy=run_energy,
+            notes=list(self.notes),
+        )
+
+    def checkpoint(self, *, force: bool = False) -> None:
+        """Write an incomplete report now and then, so a crash leaves a valid file."""
+        now = time.monotonic()
+        if not force and now - self._last_checkpoint < _CHECKPOINT_EVERY_S:
+            return
+        self._last_checkpoint = now
+        self._write(self.build_report(complete=False, exit_status=None))
+
+    def _write(self, report: Report) -> None:
+        from pytest_greennlp.report import write_report
+
+        self.report = report
+        try:
+            write_report(report, self.report_path)
+            self.written_to = self.report_path
+        except ReportError as exc:
+            fallback = Path(os.environ.get("TMPDIR", "/tmp")) / f"green-report-{os.getpid()}.json"
+            try:
+                write_report(report, fallback)
+            except ReportError:
+                self.warn(f"cannot write the report ({exc.problem}); figures are in the terminal summary only")
+                self.written_to = None
+                return
+            self.warn(f"cannot write {self.report_path} ({exc.problem}); wrote {fallback} instead")
+            self.report_path = fallback
+            self.written_to = fallback
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        try:
+            if self.is_controller:
+                complete = int(exitstatus) not in (
+                    pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR
+                )
+                self._write(self.build_report(complete=complete, exit_status=int(exitstatus)))
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for reader in self.readers:
+            try:
+                reader.close()
+            except Exception:  # pragma: no cover - close must never raise
+                log.debug("closing %r failed", reader, exc_info=True)
+        self.readers = []
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        from pytest_greennlp.report import render_table
+
+        if self.report is None:
+            return
+        terminalreporter.write_sep("-", "greennlp price tags")
+        for line in render_table(self.report, width=terminalreporter._tw.fullwidth):
+            terminalreporter.write_line(line)
+        for note in self.report.notes:
+            terminalreporter.write_line(f"note: {note}")
+        if self.written_to is not None:
+            state = "" if self.report.complete else " (incomplete)"
+            terminalreporter.write_line(f"greennlp: report written to {self.written_to}{state}")
+
+
+# -- stash keys and small report helpers -------------------------------------------
+
+kind_key = pytest.StashKey[str]()
+marker_key = pytest.StashKey[Mapping[str, Any]]()
+record_key = pytest.StashKey[TestRecord]()
+
+
+def _xdist_workers(config: pytest.Config) -> int:
+    """Number of xdist workers this controller starts (0: no xdist)."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return 0
+    if getattr(config.option, "dist", "no") == "no":
+        return 0
+    n = getattr(config.option, "numprocesses", None)
+    if isinstance(n, int):
+        return n
+    tx = getattr(config.option, "tx", None) or []
+    return len(tx)
+
+
+def _report_kind(report: pytest.TestReport) -> str | None:
+    keywords = report.keywords
+    if "green_train" in keywords:
+        return "train"
+    if "green_infer" in keywords:
+        return "infer"
+    return None
+
+
+def _outcome(report: pytest.TestReport, previous: str) -> Any:
+    xfail = hasattr(report, "wasxfail")
+    if report.when == "call":
+        if xfail:
+            return "xfailed" if report.skipped else "xpassed"
+        return report.outcome
+    if report.when == "setup":
+        if report.skipped:
+            return "xfailed" if xfail else "skipped"
+        return "error" if report.failed else previous
+    # teardown
+    return "error" if report.failed and previous == "passed" else previous
+
+
+def _junit_properties(record: TestRecord) -> list[tuple[str, object]]:
+    props: list[tuple[str, object]] = []
+    if record.timing is not None:
+        props += [("green_wall_s", round(record.timing.wall_s, 6)),
+                  ("green_cpu_s", round(record.timing.cpu_s, 6))]
+    if record.flops is not None:
+        props.append(("green_flops", record.flops.total))
+    if record.energy is not None:
+        if record.energy.measured_j is not None:
+            props.append(("green_energy_measured_j", round(record.energy.measured_j, 6)))
+        if record.energy.estimated_j is not None:
+            props.append(("green_energy_estimated_j", round(record.energy.estimated_j, 6)))
+    if record.co2e is not None:
+        if record.co2e.from_measured_g is not None:
+            props.append(("green_co2e_from_measured_g", round(record.co2e.from_measured_g, 9)))
+        if record.co2e.from_estimated_g is not None:
+            props.append(("green_co2e_from_estimated_g", round(record.co2e.from_estimated_g, 9)))
+    if record.memory is not None and record.memory.peak_rss_bytes is not None:
+        props.append(("green_peak_rss_bytes", record.memory.peak_rss_bytes))
+    for metric in record.metrics:
+        props.append((f"green_metric_{metric.name}", metric.value))
+    return props
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
