@@ -28,6 +28,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import transformers
@@ -82,17 +83,17 @@ def machine() -> str:
 def build_model(max_len: int) -> torch.nn.Module:
     """A random-init BertModel with the MiniLM-L6 shape, in eval mode."""
     torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=VOCAB,
-        hidden_size=HIDDEN,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
-        intermediate_size=INTERMEDIATE,
-        max_position_embeddings=max(512, max_len),
-        attn_implementation="sdpa",
-    )
-    model: torch.nn.Module = transformers.BertModel(config).eval()
-    return model
+    shape: dict[str, Any] = {
+        "vocab_size": VOCAB,
+        "hidden_size": HIDDEN,
+        "num_hidden_layers": LAYERS,
+        "num_attention_heads": HEADS,
+        "intermediate_size": INTERMEDIATE,
+        "max_position_embeddings": max(512, max_len),
+        "attn_implementation": "sdpa",
+    }
+    model: torch.nn.Module = transformers.BertModel(transformers.BertConfig(**shape))
+    return model.eval()
 
 
 def measure(model: torch.nn.Module, batch: int, seq_len: int) -> list[Row]:

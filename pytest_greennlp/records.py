@@ -7,6 +7,7 @@ Every figure says how it was obtained. Energy keeps measured and estimated joule
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -259,17 +260,35 @@ T = TypeVar("T")
 
 def to_dict(record: Any) -> dict[str, Any]:
     """Return a JSON-ready dict of a record (tuples become lists, NaN becomes None)."""
-    return typing.cast(dict[str, Any], _jsonable(dataclasses.asdict(record)))
+    return typing.cast(dict[str, Any], _jsonable(record))
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
+    # Like dataclasses.asdict, without its deep copies (this runs once per test).
+    cls = type(value)
+    if cls is str or cls is int or cls is bool or value is None:
+        return value
+    if cls is float:
+        return value if math.isfinite(value) else None
+    if hasattr(cls, "__dataclass_fields__"):
+        return {name: _jsonable(getattr(value, name)) for name in _field_names(cls)}
+    if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
     return value
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+@functools.cache
+def _fields_and_hints(cls: type) -> tuple[dict[str, dataclasses.Field[Any]], dict[str, Any]]:
+    return {f.name: f for f in dataclasses.fields(cls) if f.init}, typing.get_type_hints(cls)
 
 
 class _Invalid(ValueError):
@@ -344,8 +363,7 @@ def _build(tp: Any, data: Any, where: str) -> Any:
 def _build_dataclass(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise _Invalid(f"{where}: expected an object, got {_short(data)}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields, hints = _fields_and_hints(cls)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise _Invalid(f"{where}: unknown key {unknown[0]!r}")

@@ -101,7 +101,8 @@ def fingerprint_of(config: pytest.Config) -> Fingerprint:
 
 def write_report(report: Report, path: Path) -> None:
     """Write ``report`` as JSON atomically: a temporary file in the same folder, then rename."""
-    text = json.dumps(to_dict(report), indent=1, sort_keys=False, allow_nan=False) + "\n"
+    # Compact: the C encoder runs only without indent (5x faster on large reports).
+    text = json.dumps(to_dict(report), allow_nan=False) + "\n"
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -218,7 +219,7 @@ def _cost_key(test: TestRecord) -> tuple[float, float]:
 def render_table(report: Report, width: int = 120) -> list[str]:
     """Return the price-tag table, most expensive test first, with a totals row."""
     header = ("test", "kind", "outcome", "wall", "cpu", "FLOPs", "energy", "CO2e", "peak RSS")
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for test in sorted(report.tests, key=_cost_key):
         rows.append((
             test.nodeid,

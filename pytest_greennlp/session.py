@@ -56,7 +56,7 @@ run_key = pytest.StashKey["TestRun"]()
 #: Name of the attribute that carries a record on a call-phase report (survives xdist).
 REPORT_ATTR = "greennlp"
 
-_CHECKPOINT_EVERY_S = 2.0
+_CHECKPOINT_EVERY_S = 5.0
 
 
 class TestRun:
@@ -462,13 +462,26 @@ class GreenSession:
         report = yield
         record = item.stash.get(record_key, None) if call.when == "call" else None
         if record is not None:
-            data = to_dict(record)
-            self.config.hook.pytest_greennlp_update_record(config=self.config, item=item, record=data)
-            # A plain attribute survives xdist's report serialisation, so the controller
-            # receives the record together with the outcome.
-            setattr(report, REPORT_ATTR, data)
+            hook = self.config.hook.pytest_greennlp_update_record
+            if hook.get_hookimpls():
+                data = to_dict(record)
+                hook(config=self.config, item=item, record=data)
+                record = self._parse_record(data, item.nodeid) or record
+            if self.is_worker:
+                # A plain attribute survives xdist's report serialisation, so the
+                # controller receives the record together with the outcome.
+                setattr(report, REPORT_ATTR, to_dict(record))
+            else:
+                self.records[item.nodeid] = record
             item.user_properties.extend(_junit_properties(record))  # junitxml reads them at teardown
         return report
+
+    def _parse_record(self, data: Any, nodeid: str) -> TestRecord | None:
+        try:
+            return from_dict(TestRecord, data)
+        except ValueError as exc:
+            self.warn(f"dropped a malformed record for {nodeid}: {exc}", GreenNLPWarning)
+            return None
 
     # -- collection on the controller -----------------------------------------------
 
@@ -481,15 +494,13 @@ class GreenSession:
         data = getattr(report, REPORT_ATTR, None)
         current = self.records.get(report.nodeid)
         if data is not None:
-            try:
-                current = from_dict(TestRecord, data)
-            except ValueError as exc:
-                self.warn(f"dropped a malformed record for {report.nodeid}: {exc}", GreenNLPWarning)
+            current = self._parse_record(data, report.nodeid)
+            if current is None:
                 return
         if current is None:
-            current = TestRecord(nodeid=report.nodeid, kind=kind, outcome="passed")
+            current = TestRecord(nodeid=report.nodeid, kind=kind, outcome="passed")  # type: ignore[arg-type]
         outcome = _outcome(report, current.outcome)
-        self.records[report.nodeid] = replace(current, outcome=outcome)
+        self.records[report.nodeid] = current if outcome == current.outcome else replace(current, outcome=outcome)
         if report.when == "teardown":
             self.checkpoint()
 
@@ -560,6 +571,7 @@ class GreenSession:
             self.close()
 
     def close(self) -> None:
+        self.memory.close()
         for reader in self.readers:
             try:
                 reader.close()

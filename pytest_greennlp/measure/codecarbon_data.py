@@ -149,8 +149,15 @@ def _cpu_tokens(name: str) -> tuple[str, ...]:
 
 
 @functools.cache
-def _cpu_table() -> dict[str, list[tuple[tuple[str, ...], float, str]]]:
+def _cpu_table(
+    needles: frozenset[str] = frozenset(),
+) -> dict[str, list[tuple[tuple[str, ...], float, str]]]:
     """CPU rows indexed by their first normalised token.
+
+    Only rows whose lower-cased name contains one of ``needles`` are normalised (a
+    row can match only if its digit-bearing tokens occur in the brand string, so the
+    brand's digit-bearing tokens are the needles); this keeps the lookup to a plain
+    scan of the file instead of normalising all ~5,000 rows.
 
     Rows that cannot be matched safely are left out: one-token names (bare model
     numbers such as "3280" or "6140", which collide across vendors) and names with
@@ -161,6 +168,9 @@ def _cpu_table() -> dict[str, list[tuple[tuple[str, ...], float, str]]]:
     seen: set[tuple[str, ...]] = set()
     with open(_data_dir() / _CPU_TABLE, newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
+            lowered = row["Name"].lower()
+            if not any(needle in lowered for needle in needles):
+                continue
             tokens = _cpu_tokens(row["Name"])
             if len(tokens) < 2 or not any(c.isdigit() for c in "".join(tokens)):
                 continue
@@ -243,7 +253,7 @@ def cpu_tdp(cpu_model: str) -> CpuPower | None:
     True
     """
     tokens = _cpu_tokens(cpu_model)
-    table = _cpu_table()
+    table = _cpu_table(frozenset(t for t in tokens if any(c.isdigit() for c in t)))
     best: tuple[tuple[int, int], float, str] | None = None
     for start, token in enumerate(tokens):
         for candidate, tdp, name in table.get(token, ()):

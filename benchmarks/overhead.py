@@ -1,0 +1,78 @@
+"""Overhead of pytest-greennlp, measured side by side in one run.
+
+1. ``pytest --green`` on 200 small marked tests vs plain ``pytest`` on the same suite
+   (whole-process wall time; target <= 1.05x).
+2. Installed but not enabled (plain ``pytest``) vs the plugin blocked with
+   ``-p no:greennlp`` (start-up of a one-test suite; target <= 1.02x).
+
+Runs are interleaved (A, B, A, B, ...) so machine noise hits both sides alike; the
+median of each side is compared. Usage: ``python benchmarks/overhead.py [--rounds N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SUITE = '''
+import pytest
+
+@pytest.mark.green_infer(examples=8)
+@pytest.mark.parametrize("i", range({n}))
+def test_small(i):
+    assert sum(range(2000)) == 1999000
+'''
+
+
+def run(args: list[str], cwd: Path) -> float:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+                          cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"pytest failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return elapsed
+
+
+def compare(name: str, cwd: Path, a: list[str], b: list[str], rounds: int, target: float) -> bool:
+    run(a, cwd), run(b, cwd)  # warm the file cache
+    times_a, times_b = [], []
+    for _ in range(rounds):
+        times_a.append(run(a, cwd))
+        times_b.append(run(b, cwd))
+    ma, mb = statistics.median(times_a), statistics.median(times_b)
+    ratio = ma / mb
+    ok = ratio <= target
+    print(f"{name}: {ma:.3f} s vs {mb:.3f} s (medians of {rounds}) -> {ratio:.3f}x "
+          f"[target <= {target}x: {'PASS' if ok else 'FAIL'}]")
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--tests", type=int, default=200)
+    opts = parser.parse_args()
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = Path(tmp)
+        (cwd / "pytest.ini").write_text("[pytest]\n")
+        (cwd / "test_suite.py").write_text(SUITE.format(n=opts.tests))
+        ok = compare(f"--green on {opts.tests} marked tests vs plain pytest", cwd,
+                     ["--green", "--green-report", str(cwd / "r.json")], [], opts.rounds, 1.05)
+        (cwd / "test_suite.py").write_text(SUITE.format(n=1))
+        ok &= compare("installed, not enabled vs -p no:greennlp (start-up)", cwd,
+                      [], ["-p", "no:greennlp"], opts.rounds, 1.02)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
