@@ -14,14 +14,11 @@ from typing import Any, Callable, Mapping
 
 from pytest_greennlp.errors import ConfigError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = [
     "GreenConfig",
     "OPTIONS",
+    "TABLES",
     "Option",
     "load_tool_table",
     "parse_energy_sources",
@@ -84,6 +81,12 @@ def _int(text: object, name: str) -> int:
         raise ConfigError(f"{name} must be an integer, got {text!r}") from None
 
 
+def _optional_path(text: object, name: str) -> Path | None:
+    if text is None or text == "":
+        return None
+    return _path(text, name)
+
+
 def _path(text: object, name: str) -> Path:
     if not isinstance(text, (str, Path)) or not str(text).strip():
         raise ConfigError(f"{name} must be a file path, got {text!r}")
@@ -118,7 +121,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("warmup", parse_non_negative_int, 0, "unmeasured runs before the measured ones", "N"),
     Option("energy", parse_energy_sources, "auto",
            "energy sources: auto, measured, estimate, nvml, a method name, or none", "SOURCES"),
+    Option("baseline", _optional_path, None,
+           "compare with this report and gate on [tool.greennlp.limits] (needs --green)", "PATH"),
 )
+
+#: Sub-tables of ``[tool.greennlp]`` read by their own modules: ``limits`` by `gate`.
+TABLES = frozenset({"limits"})
 
 
 @dataclass(frozen=True)
@@ -131,6 +139,7 @@ class GreenConfig:
     repeats: int
     warmup: int
     energy: tuple[str, ...]
+    baseline: Path | None = None
 
     @classmethod
     def resolve(
@@ -141,7 +150,7 @@ class GreenConfig:
         table_origin: str = "[tool.greennlp]",
     ) -> GreenConfig:
         """Merge the sources (None means "not given") and convert every value."""
-        known = {o.key for o in OPTIONS}
+        known = {o.key for o in OPTIONS} | TABLES
         unknown = sorted(set(table) - known)
         if unknown:
             raise ConfigError(
@@ -171,6 +180,10 @@ def load_tool_table(pyproject: Path) -> dict[str, object]:
         return {}
     except OSError as exc:
         raise ConfigError(f"{pyproject}: cannot read ({exc.strerror})") from exc
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -165,23 +165,26 @@ def _cpu_table(
     duplicates wins (e.g. "AMD Phenom II X4 945 (125W)" over its "(95W)" twin).
     """
     index: dict[str, list[tuple[tuple[str, ...], float, str]]] = {}
+    if not needles:
+        return index
     seen: set[tuple[str, ...]] = set()
     with open(_data_dir() / _CPU_TABLE, newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            lowered = row["Name"].lower()
-            if not any(needle in lowered for needle in needles):
-                continue
-            tokens = _cpu_tokens(row["Name"])
-            if len(tokens) < 2 or not any(c.isdigit() for c in "".join(tokens)):
-                continue
-            if tokens in seen:
-                continue
-            try:
-                tdp = float(row["TDP"])
-            except ValueError:
-                continue
-            seen.add(tokens)
-            index.setdefault(tokens[0], []).append((tokens, tdp, row["Name"]))
+        header = next(csv.reader([handle.readline()]))
+        lines = [line for line in handle if any(n in line.lower() for n in needles)]
+    name_at, tdp_at = header.index("Name"), header.index("TDP")
+    for row in csv.reader(lines):
+        name = row[name_at]
+        tokens = _cpu_tokens(name)
+        if len(tokens) < 2 or not any(c.isdigit() for c in "".join(tokens)):
+            continue
+        if tokens in seen:
+            continue
+        try:
+            tdp = float(row[tdp_at])
+        except (ValueError, IndexError):
+            continue
+        seen.add(tokens)
+        index.setdefault(tokens[0], []).append((tokens, tdp, name))
     return index
 
 

@@ -11,6 +11,7 @@ import functools
 import logging
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,10 @@ __all__ = ["GpuInfo", "device_handle", "load_nvml", "nvml_devices"]
 logger = logging.getLogger(__name__)
 
 _INDEX = re.compile(r"^\d+$")
+
+#: On Linux, NVML can only work when the driver is loaded; checking is cheaper than
+#: importing pynvml and failing nvmlInit.
+_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/nvidiactl")
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,9 @@ def load_nvml(nvml: Any = None) -> Any:
         is not installed or ``nvmlInit`` fails (no driver, no GPU). Logged at debug.
     """
     if nvml is None:
+        if sys.platform.startswith("linux") and not any(os.path.exists(p) for p in _DRIVER_PATHS):
+            logger.debug("no NVIDIA driver (%s absent): NVML not loaded", " and ".join(_DRIVER_PATHS))
+            return None
         try:
             import pynvml
         except ImportError:
