@@ -1,0 +1,148 @@
+"""The report file: strict reading with one-line errors, atomic writing, the terminal table."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pytest_greennlp.errors import ReportError
+from pytest_greennlp.records import (
+    SCHEMA_VERSION,
+    CarbonIntensity,
+    Energy,
+    EnergyPart,
+    Fingerprint,
+    Report,
+    Settings,
+    TestRecord,
+    Timing,
+    from_dict,
+    to_dict,
+)
+from pytest_greennlp.report import read_report, render_table, totals, write_report
+
+
+def make_report(n: int = 2) -> Report:
+    tests = tuple(
+        TestRecord(
+            nodeid=f"tests/test_m.py::test_{i}",
+            kind="infer",
+            outcome="passed",
+            timing=Timing(wall_s=0.5 * (i + 1), cpu_s=0.4, wall_samples_s=(0.5,), cpu_samples_s=(0.4,)),
+            energy=Energy(
+                parts=(EnergyPart("cpu", 2.0, "rapl", True, "package-0", "machine"),
+                       EnergyPart("ram", 1.0, "estimate-ram-model", False, "model", "process")),
+                measured_j=2.0, estimated_j=1.0,
+            ),
+        )
+        for i in range(n)
+    )
+    return Report(
+        tool_version="0.1.0", complete=True, exit_status=0, started_at="2026-01-01T00:00:00+00:00",
+        finished_at="2026-01-01T00:01:00+00:00",
+        fingerprint=Fingerprint(cpu_model="cpu", cpu_count=2, memory_total_bytes=1, platform="linux",
+                                python="3.11", device="cpu"),
+        carbon=CarbonIntensity(region="FRA", g_per_kwh=56.0, source="codecarbon", year=2023, pue=1.0),
+        settings=Settings(repeats=1, warmup=0, energy_sources=("auto",)),
+        tests=tests, totals=totals(tests),
+    )
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    report = make_report()
+    path = tmp_path / "sub" / "r.json"
+    write_report(report, path)
+    assert read_report(path) == report
+    assert [p.name for p in path.parent.iterdir()] == ["r.json"]  # no temporary file left
+
+
+def test_totals_keep_bases_apart() -> None:
+    t = make_report(3).totals
+    assert (t.measured_j, t.estimated_j, t.tests) == (6.0, 3.0, 3)
+    assert t.wall_s == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"", "is not valid JSON"),
+        (b'{"schema_version": 1, "tests": [', "is not valid JSON"),
+        (b"\xff\xfe\x00garbage", "is not valid JSON"),
+        (b"[1, 2]", "top level is not an object"),
+        (b'{"tests": []}', "no integer schema_version"),
+        (b'{"schema_version": true}', "no integer schema_version"),
+        (b'{"schema_version": 99}', f"schema_version 99, newer than {SCHEMA_VERSION}; upgrade"),
+        (b'{"schema_version": 0}', "which this version no longer reads"),
+        (b'{"schema_version": 1, "x": NaN}', "NaN is not allowed"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_bad_files_get_one_line(tmp_path: Path, content: bytes, problem: str) -> None:
+    path = tmp_path / "base.json"
+    path.write_bytes(content)
+    with pytest.raises(ReportError) as info:
+        read_report(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and problem in message
+    assert "\n" not in message and len(message) < 400
+
+
+def test_wrong_field_names_the_path(tmp_path: Path) -> None:
+    data = to_dict(make_report())
+    data["tests"][1]["timing"]["wall_s"] = "fast"
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ReportError, match=r"Report.tests\[1\].timing.wall_s: expected a number, got 'fast'"):
+        read_report(path)
+    data["tests"][1]["timing"]["wall_s"] = 1.0
+    data["tests"][0]["surprise"] = 1
+    path.write_text(json.dumps(data))
+    with pytest.raises(ReportError, match=r"Report.tests\[0\]: unknown key 'surprise'"):
+        read_report(path)
+    del data["tests"][0]["surprise"]
+    data["tests"][0]["kind"] = "<script>"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ReportError, match=r"expected one of 'train', 'infer', got '<script>'"):
+        read_report(path)
+
+
+def test_missing_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match="no such file"):
+        read_report(tmp_path / "nope.json")
+    with pytest.raises(ReportError, match="is a directory"):
+        read_report(tmp_path)
+
+
+def test_unwritable_path_is_report_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ReportError, match="cannot write"):
+        write_report(make_report(), blocker / "r.json")
+
+
+def test_from_dict_is_strict() -> None:
+    with pytest.raises(ValueError, match="missing key 'cpu_s'"):
+        from_dict(Timing, {"wall_s": 1.0, "wall_samples_s": [], "cpu_samples_s": []})
+    with pytest.raises(ValueError, match="expected an integer, got True"):
+        from_dict(Settings, {"repeats": True, "warmup": 0, "energy_sources": []})
+
+
+def test_table_sorted_by_cost_with_totals() -> None:
+    report = make_report(3)
+    lines = render_table(report, width=200)
+    body = [line for line in lines if line.startswith("tests/")]
+    assert [line.split()[0] for line in body] == [f"tests/test_m.py::test_{i}" for i in (2, 1, 0)]
+    assert any(line.startswith("TOTAL") and "6J meas + 3J est" in line for line in lines)
+    assert "56 g/kWh (FRA" in lines[-1]
+
+
+def test_table_truncates_long_ids_from_the_left() -> None:
+    report = make_report(1)
+    long = Report(**{**report.__dict__, "tests": (TestRecord(nodeid="x" * 300 + "::test_end",
+                                                              kind="train", outcome="failed"),)})
+    lines = render_table(long, width=100)
+    assert any(line.startswith("...") and "test_end" in line for line in lines)
+    assert os.linesep not in "".join(lines)
