@@ -263,27 +263,32 @@ def to_dict(record: Any) -> dict[str, Any]:
     return typing.cast(dict[str, Any], _jsonable(record))
 
 
+_ATOMS = frozenset({str, int, bool, type(None)})
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _jsonable(value: Any) -> Any:
-    # Like dataclasses.asdict, without its deep copies (this runs once per test).
+    # Like dataclasses.asdict, without its deep copies or ABC checks: it runs for every
+    # figure of every test when a report is written.
     cls = type(value)
-    if cls is str or cls is int or cls is bool or value is None:
+    if cls in _ATOMS:
         return value
     if cls is float:
         return value if math.isfinite(value) else None
-    if hasattr(cls, "__dataclass_fields__"):
-        return {name: _jsonable(getattr(value, name)) for name in _field_names(cls)}
-    if isinstance(value, Mapping):
+    names = _FIELD_NAMES.get(cls)
+    if names is None and hasattr(cls, "__dataclass_fields__"):
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    if names is not None:
+        return {name: _jsonable(getattr(value, name)) for name in names}
+    if cls is tuple or cls is list:
+        return [_jsonable(v) for v in value]
+    if cls is dict or isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, float):
         return float(value) if math.isfinite(value) else None
     return value
-
-
-@functools.cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 @functools.cache

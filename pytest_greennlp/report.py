@@ -55,7 +55,7 @@ def totals(tests: Sequence[TestRecord]) -> Totals:
 
 def assemble(
     *,
-    config: pytest.Config,
+    fingerprint: Fingerprint,
     tests: Sequence[TestRecord],
     carbon: CarbonIntensity,
     settings: Settings,
@@ -66,7 +66,7 @@ def assemble(
     run_energy: Energy | None,
     notes: Sequence[str],
 ) -> Report:
-    """Build the `Report` of a run; the fingerprint comes from the plugin hooks."""
+    """Build the `Report` of a run."""
     ordered = tuple(sorted(tests, key=lambda t: t.nodeid))
     return Report(
         tool_version=__version__,
@@ -74,7 +74,7 @@ def assemble(
         exit_status=exit_status,
         started_at=started_at,
         finished_at=finished_at,
-        fingerprint=fingerprint_of(config),
+        fingerprint=fingerprint,
         carbon=carbon,
         settings=settings,
         tests=ordered,
@@ -85,17 +85,16 @@ def assemble(
 
 
 def fingerprint_of(config: pytest.Config) -> Fingerprint:
-    """Ask the hooks for the fingerprint (generate, then update in place); cached per run."""
-    cached = getattr(config, "_greennlp_fingerprint", None)
-    if isinstance(cached, Fingerprint):
-        return cached
+    """Ask the hooks for the fingerprint (generate, then update in place).
+
+    Asked anew for every checkpoint: the torch version appears once the tests import it.
+    """
     data = config.hook.pytest_greennlp_generate_fingerprint(config=config)
     config.hook.pytest_greennlp_update_fingerprint(config=config, fingerprint=data)
     try:
         fingerprint = from_dict(Fingerprint, data)
     except ValueError as exc:
         raise ReportError("fingerprint", f"a fingerprint hook returned bad data: {exc}") from exc
-    config._greennlp_fingerprint = fingerprint  # type: ignore[attr-defined]
     return fingerprint
 
 

@@ -29,6 +29,7 @@ from pytest_greennlp.records import (
     Emissions,
     Energy,
     EnergyPart,
+    Fingerprint,
     Flops,
     Memory,
     Metric,
@@ -200,7 +201,7 @@ def build_energy(
         parts.append(
             EnergyPart(
                 domain=reader.domain,
-                energy_j=statistics.median(typing_floats(values)),
+                energy_j=_median([v for v in values if v is not None]),
                 method=reader.method,
                 measured=reader.measured,
                 source=reader.source,
@@ -214,8 +215,8 @@ def build_energy(
     estimated_samples = tuple(e for _, e in per_run if e is not None)
     energy = Energy(
         parts=tuple(parts),
-        measured_j=statistics.median(measured_samples) if measured_samples else None,
-        estimated_j=statistics.median(estimated_samples) if estimated_samples else None,
+        measured_j=_median(measured_samples) if measured_samples else None,
+        estimated_j=_median(estimated_samples) if estimated_samples else None,
         samples_measured_j=measured_samples if len(runs) > 1 else (),
         samples_estimated_j=estimated_samples if len(runs) > 1 else (),
         attribution=attribution,
@@ -223,8 +224,8 @@ def build_energy(
     return energy, notes
 
 
-def typing_floats(values: Sequence[float | None]) -> list[float]:
-    return [float(v) for v in values if v is not None]
+def _median(values: Sequence[float]) -> float:
+    return values[0] if len(values) == 1 else statistics.median(values)
 
 
 def emissions(energy: Energy | None, carbon: CarbonIntensity) -> Emissions | None:
@@ -416,8 +417,8 @@ class GreenSession:
         cpus = tuple(s.cpu_s for s in samples)
         synced = tuple(sorted({x for s in samples for x in s.synchronized}))
         timing = Timing(
-            wall_s=statistics.median(walls),
-            cpu_s=statistics.median(cpus),
+            wall_s=_median(walls),
+            cpu_s=_median(cpus),
             wall_samples_s=walls,
             cpu_samples_s=cpus,
             warmup_runs=self.settings.warmup,
@@ -507,15 +508,22 @@ class GreenSession:
     # -- the report ---------------------------------------------------------------
 
     def build_report(self, *, complete: bool, exit_status: int | None) -> Report:
-        from pytest_greennlp.report import assemble
+        from pytest_greennlp.report import assemble, fingerprint_of
 
         run_energy = None
         if self.run_window is not None:
             self.run_window.stop()
             run_energy, _ = build_energy([self.run_window.totals], self.readers, "whole run")
             self.run_window.start()
+        try:
+            fingerprint = fingerprint_of(self.config)
+        except ReportError as exc:
+            from pytest_greennlp.measure.fingerprint import default_fingerprint
+
+            self.warn(f"{exc.problem}; using the built-in fingerprint", GreenNLPWarning)
+            fingerprint = from_dict(Fingerprint, default_fingerprint())
         return assemble(
-            config=self.config,
+            fingerprint=fingerprint,
             tests=list(self.records.values()),
             carbon=self.carbon,
             settings=Settings(

@@ -443,6 +443,21 @@ def test_hooks_update_fingerprint_and_record(pytester: pytest.Pytester) -> None:
     assert data["tests"][0]["extra"] == {"marker_seen": "test_it"}
 
 
+@pytest.mark.filterwarnings("ignore::pytest_greennlp.errors.GreenNLPWarning")
+def test_bad_fingerprint_hook_falls_back(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        def pytest_greennlp_update_fingerprint(config, fingerprint):
+            fingerprint["cpu_count"] = "many"
+        """
+    )
+    pytester.makepyfile("import pytest\n@pytest.mark.green_infer\ndef test_it(): pass\n")
+    pytester.runpytest("--green", "--green-energy", "none").assert_outcomes(passed=1)
+    data = load(pytester)
+    assert data["fingerprint"]["cpu_count"] == os.cpu_count()
+    assert any("cpu_count: expected an integer" in n for n in data["notes"])
+
+
 def test_estimated_energy_on_this_machine(pytester: pytest.Pytester) -> None:
     """With no counters here, `auto` falls back to labelled estimates, never a silent 0."""
     pytester.makepyfile(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import sys
@@ -22,14 +21,15 @@ def _total_memory_bytes() -> int | None:
 
 
 def _torch_versions() -> tuple[str | None, str | None]:
-    """torch and CUDA versions without importing torch unless the tests already did."""
+    """Versions of the torch (and its CUDA) the tests imported; None if none did.
+
+    Never imports torch: figures of tests that did not use it do not depend on it.
+    """
     torch = sys.modules.get("torch")
-    if torch is not None:
-        return str(torch.__version__), getattr(torch.version, "cuda", None)
-    try:
-        return importlib.metadata.version("torch"), None
-    except importlib.metadata.PackageNotFoundError:
+    if torch is None:
         return None, None
+    version = getattr(torch, "version", None)
+    return str(getattr(torch, "__version__", None)), getattr(version, "cuda", None)
 
 
 def default_fingerprint() -> dict[str, Any]:
