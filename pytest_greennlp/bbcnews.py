@@ -193,7 +193,7 @@ def load_bbcnews(
     --------
     >>> corpus = load_bbcnews()  # doctest: +SKIP
     >>> len(corpus.train), len(corpus.dev), len(corpus.test)  # doctest: +SKIP
-    (1335, 445, 445)
+    (1336, 445, 444)
     """
     # Validate the arguments.
     shares = _check_fractions(fractions)

@@ -55,8 +55,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -725,7 +726,11 @@ def _reason(
         else:
             parts.append(f"{m.name} {m.difference:+.4g} ({m.quality})")
     for t in trials:
-        parts.append(f"{t.group}: {t.summary}")
+        if t.base is None or t.head is None or t.budget is None:
+            parts.append(f"trials {t.group!r} {t.summary}")
+        else:
+            parts.append(f"trials {t.group!r} {t.head - t.base:+.4g} expected best at equal budget "
+                         f"{t.budget:.4g} {t.unit} ({t.quality})")
     if no_metrics:
         parts.append("no metric; passed on both sides")
     elif quality == "unknown" and not parts:
@@ -1219,8 +1224,8 @@ def render_comparison(comparison: Comparison, width: int = 120) -> list[str]:
     """Return the comparison as terminal lines: a table, then one line per verdict reason."""
     c = comparison
     lines = [
-        f"greennlp compare: {len(c.tests)} paired test(s), {len(c.added)} added, "
-        f"{len(c.removed)} removed"
+        (f"greennlp compare: {len(c.tests)} paired test(s), {len(c.added)} added, "
+         f"{len(c.removed)} removed")
     ]
     if c.refused:
         lines.append(f"REFUSED: {printable(c.refused)}")

@@ -18,10 +18,13 @@ and the unbiased (without-replacement) estimator, for :math:`k \\le n`, is
 Summation by parts gives the form computed here,
 :math:`v_{(n)} - \\sum_{i<n} (v_{(i+1)} - v_{(i)}) P_i(k)`, with
 :math:`P_i(k) = (i/n)^k` or :math:`\\binom{i}{k} / \\binom{n}{k}`, the chance that the
-best of ``k`` draws is at most :math:`v_{(i)}`. Every term is non-negative, so a term
-whose :math:`P_i(k)` is below ``2**-56`` changes the result by less than
-``2**-56 * (max - min)``: less than half a unit in the last place. Those terms are
-skipped; that keeps 10**6 scores and ``k = 1..1000`` well under a second.
+best of ``k`` draws is at most :math:`v_{(i)}`. Every term is non-negative and the
+gaps add up to ``max - min``, so skipping the terms whose :math:`P_i(k)` is below
+``2**-56`` moves the result by less than ``2**-56 * (max - min)``, a fraction of a unit
+in its last place (the standard deviation cuts at ``2**-112`` where that matters). That
+skip, runs of ``k`` that reuse ``P_i(k - 1)``, and blocks of rows that stay in cache keep
+10**6 scores and ``k = 1..1000`` well under a second (``benchmarks/evp_speed.py``).
+Results agree with exact rational arithmetic to about 1e-15.
 
 Policies shared by every function:
 
@@ -62,6 +65,8 @@ if TYPE_CHECKING:
     IntArray = NDArray[np.int64]
 
 __all__ = [
+    "BandCurve",
+    "BandMethod",
     "NanPolicy",
     "budget_curve",
     "crossover",
@@ -80,10 +85,14 @@ BandCurve = Literal["median", "mean"]
 
 #: Terms whose weight ``P_i(k)`` is below this are skipped (see the module docstring).
 _TAIL = 2.0**-56
-#: Rows (order statistics) per block: a block's working arrays stay in cache.
+#: Rows (order statistics) per block: a block's working arrays stay in cache, and the
+#: row sums (np.vecdot, a BLAS dot) stay below the length at which OpenBLAS starts threads
+#: (10,000), which would fight pytest-xdist workers for cores.
 _ROWS = 8192
-#: Most exponents ``k`` advanced per batch of multiplications.
+#: Most batches of multiplications per run (see `_replacement_sums`, `_unbiased_sums`).
 _STEPS = 32
+#: Exponents per multiplication in `_replacement_sums`.
+_STRIDE = 8
 #: Consecutive multiplications by ``x`` before ``x**k`` is recomputed as ``exp(k log x)``.
 _REFRESH = 1024
 #: `expected_max_std` redoes a ``k`` with a deeper cut unless the skipped terms are this
@@ -136,8 +145,9 @@ def _ranked(values: FloatArray, minimize: bool, nan_policy: str) -> tuple[FloatA
     failed = np.isnan(oriented) | (oriented == -np.inf)
     n_failed = int(np.count_nonzero(failed))
     if n_failed and nan_policy == "raise":
+        worst = "+inf" if minimize else "-inf"
         raise ValueError(
-            f'scores has {n_failed} failed trial(s) (NaN) and nan_policy is "raise".'
+            f'scores has {n_failed} failed trial(s) (NaN or {worst}) and nan_policy is "raise".'
         )
     counted = values.size - n_failed if nan_policy == "omit" else values.size
     if n_failed == values.size:
@@ -166,22 +176,35 @@ def _replacement_sums(
 
     ``x`` is ascending in (0, 1); ``weights`` and ``factor`` are non-negative; ``ks`` is
     sorted, unique and positive. Rows with ``x**k < tail`` are skipped. Per block of
-    rows, a run of consecutive ``k`` costs one multiplication by ``x`` and one row sum
-    (and dot product with ``factor``) per row and ``k``; any other ``k`` starts from
-    ``exp(k * log(x))``. Only ufuncs: no BLAS threads to oversubscribe under xdist.
+    rows, a run of consecutive ``k`` goes ``_STRIDE`` at a time: ``q = weights * x**k``
+    is multiplied by ``x**_STRIDE``, and dot products of ``q`` with ``x**j`` (and
+    ``factor * x**j``), ``j < _STRIDE``, give the sums for ``k .. k + _STRIDE - 1``. Any
+    other ``k`` starts from ``exp(k * log(x))``.
     """
     n_rows = x.size
-    sums = np.zeros((ks.size, 1 if factor is None else 2))
+    m = 1 if factor is None else 2
+    sums = np.zeros((ks.size, m))
     if n_rows == 0 or ks.size == 0:
         return sums
+    stride = _STRIDE
     starts = np.searchsorted(x, tail ** (1.0 / ks))
     buffer = np.empty((_STEPS, _ROWS))
+    powers = np.empty((m * stride, _ROWS))
     for lo in range(0, n_rows, _ROWS):
         hi = min(lo + _ROWS, n_rows)
         needed = int(np.searchsorted(starts, hi))
         if needed == 0:
             continue
-        log_x = np.log(x[lo:hi])
+        xb = x[lo:hi]
+        # powers[j] = x**j and powers[stride + j] = factor * x**j for j < stride.
+        against = powers[:, : hi - lo]
+        against[0] = 1.0
+        for j in range(1, stride):
+            np.multiply(against[j - 1], xb, out=against[j])
+        jump = against[stride - 1] * xb
+        if factor is not None:
+            np.multiply(against[:stride], factor[lo:hi], out=against[stride:])
+        log_x: FloatArray | None = None
         row0 = lo
         state = weights[lo:hi]
         t = 0
@@ -191,33 +214,38 @@ def _replacement_sums(
             new_row0 = max(row0, int(starts[idx]))
             state = state[new_row0 - row0 :]
             row0 = new_row0
+            off = row0 - lo
             k = int(ks[idx])
             if k != t + 1 or chained >= _REFRESH:
-                state = weights[row0:hi] * np.exp(k * log_x[row0 - lo :])
-                sums[idx, 0] += state.sum()
-                if factor is not None:
-                    sums[idx, 1] += np.vecdot(state, factor[row0:hi])
+                if k == 1:
+                    state = weights[row0:hi] * xb[off:]
+                else:
+                    log_x = np.log(xb) if log_x is None else log_x
+                    state = weights[row0:hi] * np.exp(k * log_x[off:])
+                sums[idx] += np.vecdot(state, against[::stride, off:])
                 t = k
                 chained = 0
                 idx += 1
                 continue
             # A run of consecutive exponents: ks[idx + c] == t + 1 + c.
-            n_steps = min(_STEPS, needed - idx, _REFRESH - chained)
-            run = ks[idx : idx + n_steps] - (t + 1) == np.arange(n_steps)
+            length = min(_STEPS * stride, needed - idx, _REFRESH - chained)
+            run = ks[idx : idx + length] - (t + 1) == np.arange(length)
             if not run.all():
-                n_steps = int(np.argmin(run))
-            xb = x[row0:hi]
-            products = buffer[:n_steps, : hi - row0]
-            np.multiply(state, xb, out=products[0])
-            for c in range(1, n_steps):
-                np.multiply(products[c - 1], xb, out=products[c])
-            sums[idx : idx + n_steps, 0] += products.sum(axis=1)
-            if factor is not None:
-                sums[idx : idx + n_steps, 1] += np.vecdot(products, factor[row0:hi])
-            state = products[n_steps - 1]
-            t += n_steps
-            chained += n_steps
-            idx += n_steps
+                length = int(np.argmin(run))
+            n_groups = -(-length // stride)
+            products = buffer[:n_groups, off : hi - lo]
+            np.multiply(state, xb[off:], out=products[0])
+            for c in range(1, n_groups):
+                np.multiply(products[c - 1], jump[off:], out=products[c])
+            block = np.vecdot(products[:, None, :], against[:, off:])
+            sums[idx : idx + length] += (
+                block.reshape(n_groups, m, stride).transpose(0, 2, 1).reshape(-1, m)[:length]
+            )
+            last = length - 1
+            state = products[last // stride] * against[last % stride, off:]
+            t += length
+            chained += length
+            idx += length
     return sums
 
 
@@ -232,11 +260,12 @@ def _unbiased_sums(gaps: FloatArray, n: int, ks: IntArray) -> FloatArray:
     """Return ``sum_i gaps[i-1] * C(i, k) / C(n, k)`` over ``i = 1 .. n-1`` for each k.
 
     ``ks`` is sorted, unique and at most ``n``; ``gaps`` is non-negative. Per block of
-    rows, ``C(i, k) / C(n, k)`` follows from ``k - 1`` by the factor
-    ``(i - k + 1) / (n - k + 1)``: the numerators ``i - t`` of a run of steps are shifted
-    views of one ``arange`` and the denominators are applied to row sums, so each step
-    costs one multiplication per row. A ``k`` far past the previous one whose window is
-    short is computed directly from the top instead (`_falling_from_top`).
+    rows, with ``q = gaps * C(i, t) / C(n, t)``, the sums for ``k = t + 1 .. t + s`` are
+    dot products of ``q`` with ``p_j(i - t) = (i - t) (i - t - 1) ... (i - t - j + 1)``,
+    divided by ``(n - t) ... (n - t - j + 1)``; then ``q`` moves on by ``p_s(i - t)``.
+    The rows are consecutive integers, so ``p_j(i - t)`` for every ``t`` of a run is a
+    shifted window of one array. A ``k`` far past the previous one whose window is short
+    is computed directly from the top instead (`_falling_from_top`).
     """
     rows = n - 1
     sums = np.zeros(ks.size)
@@ -244,22 +273,22 @@ def _unbiased_sums(gaps: FloatArray, n: int, ks: IntArray) -> FloatArray:
     if scale == 0.0 or ks.size == 0:
         return sums
     weights = gaps / scale
+    stride = _STRIDE
     # First row (0-based; row r is i = r + 1) whose term is not negligible: i >= k and
     # (i/n)**k >= _TAIL, which bounds C(i, k) / C(n, k) from above.
     tail_rows = np.ceil(n * _TAIL ** (1.0 / ks)).astype(np.int64) - 1
     starts = np.clip(np.maximum(ks - 1, tail_rows), 0, rows)
-    # Unnormalized products grow by at most n per step: rescale before 1e280.
-    steps_cap = max(1, min(_STEPS, int(280 // math.log10(max(n, 2)))))
     direct: dict[int, FloatArray] = {}
     previous = 0
     for idx, (k, start) in enumerate(zip(ks.tolist(), starts.tolist())):
-        if k - previous > max(rows - start, steps_cap):
+        if k - previous > max(rows - start, _STEPS):
             direct[idx] = _falling_from_top(n, k, start)
         previous = k
     next_direct = np.full(ks.size + 1, ks.size, dtype=np.int64)
     for idx in range(ks.size - 1, -1, -1):
         next_direct[idx] = idx if idx in direct else next_direct[idx + 1]
-    buffer = np.empty((steps_cap, _ROWS))
+    buffer = np.empty((_STEPS, _ROWS))
+    poly_buffer = np.empty((stride + 1, _ROWS + _STEPS * stride))
     for lo in range(0, rows, _ROWS):
         hi = min(lo + _ROWS, rows)
         needed = int(np.searchsorted(starts, hi))
@@ -279,21 +308,34 @@ def _unbiased_sums(gaps: FloatArray, n: int, ks: IntArray) -> FloatArray:
                 idx += 1
                 continue
             k_stop = int(ks[min(next_direct[idx], needed) - 1])
-            n_steps = min(steps_cap, k_stop - t)
+            length = min(_STEPS * stride, k_stop - t)
+            n_groups = -(-length // stride)
             width = hi - row0
-            products = buffer[:n_steps, :width]
-            # Row c multiplies by (i - t - c) for i = row0 + 1 .. hi.
-            numerators = np.arange(row0 + 2 - t - n_steps, hi - t + 1, dtype=np.float64)
-            np.multiply(state, numerators[n_steps - 1 : n_steps - 1 + width], out=products[0])
-            for c in range(1, n_steps):
-                lag = n_steps - 1 - c
-                np.multiply(products[c - 1], numerators[lag : lag + width], out=products[c])
-            denominators = np.cumprod(1.0 / (n - np.arange(t, t + n_steps, dtype=np.float64)))
-            stop = min(int(np.searchsorted(ks, t + n_steps, side="right")), needed)
-            chosen = ks[idx:stop] - t - 1
-            sums[idx:stop] += products.sum(axis=1)[chosen] * denominators[chosen]
-            state = products[n_steps - 1] * denominators[n_steps - 1]
-            t += n_steps
+            # poly[j] = p_j(y) for y = i - t - c * stride over every row i and group c.
+            y = np.arange(row0 + 1 - t - (n_groups - 1) * stride, hi - t + 1, dtype=np.float64)
+            poly = poly_buffer[:, : y.size]
+            poly[0] = 1.0
+            for j in range(1, stride + 1):
+                np.multiply(poly[j - 1], y - (j - 1), out=poly[j])
+            # windows[j, c] = p_j(i - t - c * stride) for i = row0 + 1 .. hi.
+            windows = np.lib.stride_tricks.sliding_window_view(poly, width, axis=1)
+            windows = windows[:, (n_groups - 1) * stride :: -stride][:, :n_groups]
+            # inverse[c, j] = 1 / ((n - t - c*stride) ... (n - t - c*stride - j)).
+            # (Entries past k = n, in the unused tail of the last group, are set to 1.)
+            falling = np.maximum(n - t - np.arange(n_groups * stride, dtype=np.float64), 1.0)
+            inverse = 1.0 / np.cumprod(falling.reshape(n_groups, stride), axis=1)
+            products = buffer[:n_groups, :width]
+            products[0] = state
+            for c in range(1, n_groups):
+                np.multiply(products[c - 1], windows[stride, c - 1], out=products[c])
+                products[c] *= inverse[c - 1, stride - 1]
+            dots = np.vecdot(products[:, None, :], windows[1:].transpose(1, 0, 2))
+            values = (dots * inverse).reshape(-1)  # entry g is k = t + g + 1
+            stop = min(int(np.searchsorted(ks, t + length, side="right")), needed)
+            sums[idx:stop] += values[ks[idx:stop] - t - 1]
+            c, j = divmod(length - 1, stride)
+            state = products[c] * windows[j + 1, c] * inverse[c, j]
+            t += length
             idx = stop
     result: FloatArray = sums * scale
     return result
@@ -370,8 +412,10 @@ def expected_max(
     minimize : bool, optional
         Whether lower is better (loss, perplexity): then return the expected minimum.
     nan_policy : {"worst", "omit", "raise"}, optional
-        What a failed trial is: ``"worst"`` keeps it in ``n`` ranked below every
-        success, ``"omit"`` drops it, ``"raise"`` raises ValueError.
+        What a failed trial (NaN, or ``-inf`` when maximizing, ``+inf`` when
+        minimizing) is. ``"worst"``: it counts in ``n`` and ranks below every success,
+        tied with the worst one, so it uses up budget but is never the best.
+        ``"omit"``: it is dropped and ``n`` counts successes. ``"raise"``: ValueError.
 
     Returns
     -------
@@ -379,6 +423,13 @@ def expected_max(
         The expected best score for each entry of ``ks``: non-decreasing in ``k``
         (non-increasing if ``minimize``), the mean at ``k = 1``, tending to the best
         score. NaN if no trial succeeded.
+
+    Notes
+    -----
+    Ties need no special case. The weights of a block of tied order statistics
+    ``v_(a+1) = ... = v_(b)`` telescope to ``(b/n)**k - (a/n)**k``: the chance that
+    the best of ``k`` draws equals that value, which is what the formula over the
+    distinct values gives. The same holds without replacement.
 
     References
     ----------
@@ -529,8 +580,8 @@ def expected_max_unbiased(
     The weights are ``C(i-1, k-1) / C(n, k)``: the chance that ``v_(i)`` is the best of
     ``k`` trials drawn without replacement. This is the average of the best score over
     all size-``k`` subsets of the trials, an unbiased estimate for ``k <= n`` (opda's
-    ``u_tuning_curve``). The ratios are formed by products of factors near one, never
-    from binomial coefficients, so ``n`` may be 10**6.
+    ``u_tuning_curve``). The ratios come from products of ``(i - t) / (n - t)``, never
+    from binomial coefficients (which overflow), so ``n`` may be 10**6.
 
     Parameters
     ----------
@@ -553,10 +604,10 @@ def expected_max_unbiased(
     --------
     >>> expected_max_unbiased([0.1, 0.5, 0.3, 0.9]).round(8).tolist()
     [0.45, 0.66666667, 0.8, 0.9]
-    >>> expected_max_unbiased([0.1, 0.5], ks=[3])
+    >>> expected_max_unbiased([0.1, 0.5], ks=[3])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: ks must be at most the number of trials counted (2) for the unbiased estimator, not 3.
+    ValueError: ks must be at most the number of trials counted (2) for the unbiased ...
     """
     # Validate the arguments.
     values = _as_scores(scores)
@@ -638,6 +689,22 @@ def tuning_curve_band(
     ------
     ImportError
         If opda is not installed (``pip install pytest-greennlp[evp]``).
+
+    Notes
+    -----
+    The opda calls (``opda/nonparametric.py``, checked against opda 0.8.0)::
+
+        lower_cdf, point_cdf, upper_cdf = EmpiricalDistribution.confidence_bands(
+            ys, confidence, a=a, b=b, generator=generator, method=method, n_jobs=1
+        )
+        lower = upper_cdf.quantile_tuning_curve(ks, q=0.5, minimize=minimize)
+        upper = lower_cdf.quantile_tuning_curve(ks, q=0.5, minimize=minimize)
+
+    or ``average_tuning_curve(ks, minimize=minimize)`` for the mean curve. ``n_jobs=1``
+    keeps opda from starting a process pool inside a test run. Failed trials under
+    ``"worst"`` tie with the worst success; opda's warning about duplicate scores (exact
+    coverage assumes continuous scores) is silenced when those ties are the only
+    duplicates.
 
     References
     ----------
@@ -758,7 +825,9 @@ def budget_curve(
     values = _as_scores(scores)
     spent = np.asarray(costs, dtype=np.float64)
     if spent.shape != values.shape:
-        raise ValueError(f"costs must have the same shape as scores: {values.shape}, not {spent.shape}.")
+        raise ValueError(
+            f"costs must have the same shape as scores: {values.shape}, not {spent.shape}."
+        )
     if not np.all(np.isfinite(spent)) or np.any(spent < 0):
         raise ValueError("costs must be finite and non-negative.")
     _check_options(minimize, nan_policy)

@@ -14,6 +14,12 @@ marker, which override the table for that test::
     max_total_time_increase_pct = 10  # the run total (paired tests); also _flops_, _energy_
     max_total_energy_j = 5000         # the run total, absolute; also max_total_co2e_g
     fail_on = ["worse", "costlier-at-equal-quality"]   # verdicts that fail (the default)
+    # How to compare (the defaults shown); the greennlp command's flags override them:
+    allow_hardware_mismatch = false   # true: compare time/energy across CPU/GPU models
+    allow_method_mismatch = false     # true: compare energy read by different methods
+    alpha = 0.05                      # level of the Welch t-test
+    min_effect = 0.05                 # smallest relative cost change that counts
+    quality_tol = 0.001               # metric changes within tol * max(1, |base|) are equal
 
 `evaluate_gates` turns a comparison (or None, without a baseline) and the head report
 into a `GateResult`: one line per failed limit. Time and energy increases fail only
@@ -33,9 +39,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -54,10 +61,12 @@ if TYPE_CHECKING:
     from pytest_greennlp.session import GreenSession
 
 __all__ = [
+    "COMPARE_SETTINGS",
     "DEFAULT_FAIL_ON",
     "EXIT_REGRESSION",
     "RUN_LIMITS",
     "TEST_LIMITS",
+    "CompareSettings",
     "GateFailure",
     "GatePlugin",
     "GateResult",
@@ -65,6 +74,7 @@ __all__ = [
     "RunLimits",
     "TestLimits",
     "evaluate_gates",
+    "load_limits",
     "parse_limits",
     "render_gate",
 ]
@@ -115,12 +125,28 @@ _RELATIVE = frozenset({
 
 
 @dataclass(frozen=True)
+class CompareSettings:
+    """How the gate compares: the keyword arguments of `compare.compare_reports`."""
+
+    allow_hardware_mismatch: bool = False
+    allow_method_mismatch: bool = False
+    alpha: float = 0.05
+    min_effect: float = 0.05
+    quality_tol: float = 1e-3
+
+
+#: Keys of the comparison settings (``[tool.greennlp.limits]``).
+COMPARE_SETTINGS = tuple(f.name for f in dataclasses.fields(CompareSettings))
+
+
+@dataclass(frozen=True)
 class Limits:
-    """Every limit of a run: the table's defaults per test, the run's, and ``fail_on``."""
+    """Every limit of a run: the table's defaults per test, the run's, ``fail_on``, settings."""
 
     tests: TestLimits = field(default_factory=TestLimits)
     run: RunLimits = field(default_factory=RunLimits)
     fail_on: tuple[str, ...] = DEFAULT_FAIL_ON
+    compare: CompareSettings = field(default_factory=CompareSettings)
 
     def for_test(self, record: TestRecord | None) -> TestLimits:
         """The table's limits with the test's marker arguments on top."""
@@ -148,7 +174,7 @@ def parse_limits(table: object, origin: str = "[tool.greennlp.limits]") -> Limit
         return Limits()
     if not isinstance(table, Mapping):
         raise ConfigError(f"{origin} must be a table, got {table!r}")
-    known = {*TEST_LIMITS, *RUN_LIMITS, "fail_on"}
+    known = {*TEST_LIMITS, *RUN_LIMITS, *COMPARE_SETTINGS, "fail_on"}
     unknown = sorted(str(k) for k in table if k not in known)
     if unknown:
         raise ConfigError(
@@ -163,7 +189,27 @@ def parse_limits(table: object, origin: str = "[tool.greennlp.limits]") -> Limit
         raise ConfigError(
             f"{origin} fail_on must be a list of verdicts ({', '.join(VERDICTS)}), got {fail_on!r}"
         )
-    return Limits(tests=TestLimits(**tests), run=RunLimits(**run), fail_on=tuple(fail_on))
+    return Limits(tests=TestLimits(**tests), run=RunLimits(**run), fail_on=tuple(fail_on),
+                  compare=_compare_settings(table, origin))
+
+
+def _compare_settings(table: Mapping[str, object], origin: str) -> CompareSettings:
+    values: dict[str, Any] = {}
+    for key in ("allow_hardware_mismatch", "allow_method_mismatch"):
+        if key in table:
+            if not isinstance(table[key], bool):
+                raise ConfigError(f"{origin} {key} must be true or false, got {table[key]!r}")
+            values[key] = table[key]
+    for key in ("alpha", "min_effect", "quality_tol"):
+        if key in table:
+            value = _limit_value(table[key], f"{origin} {key}")
+            low_ok = value > 0.0 if key == "alpha" else value >= 0.0
+            high_ok = value < 1.0 if key == "alpha" else math.isfinite(value)
+            if not (low_ok and high_ok):
+                what = "between 0 and 1, exclusive" if key == "alpha" else "a finite number >= 0"
+                raise ConfigError(f"{origin} {key} must be {what}, got {table[key]!r}")
+            values[key] = value
+    return CompareSettings(**values)
 
 
 def load_limits(pyproject: Path) -> Limits:
@@ -311,6 +357,8 @@ def evaluate_gates(comparison: Comparison | None, head: Report, limits: Limits) 
         value, basis = _co2e_of(record)
         out.absolute(record.nodeid, "max_co2e_g", own.max_co2e_g, value, basis, "CO2e", "g")
     t = head.totals
+    total_j: float | None
+    total_g: float | None
     if t.measured_j is not None:
         total_j, basis_j = t.measured_j, "measured"
     else:
@@ -344,7 +392,7 @@ def evaluate_gates(comparison: Comparison | None, head: Report, limits: Limits) 
             _check_metrics(out, comparison, test.nodeid, test.metrics, test.missing_metrics,
                            test.trial_groups, own.min_metric_delta)
     total = comparison.total
-    if total.verdict in limits.fail_on:
+    if total.verdict in limits.fail_on and not any(f.limit == "fail_on" for f in out.failures):
         out.fail(None, "fail_on", f"run total: {total.verdict}: {total.price or total.reason}")
     run = limits.run
     out.increase(None, "max_total_flops_increase_pct", run.max_total_flops_increase_pct, total.flops)
@@ -443,7 +491,9 @@ class GatePlugin:
         if self.baseline is None:
             self.lines = [f"greennlp gate: no baseline at {self.baseline_path}; nothing compared"]
         else:
-            comparison = compare_reports(self.baseline, report)
+            comparison = compare_reports(
+                self.baseline, report, **dataclasses.asdict(self.limits.compare)
+            )
             self.lines = [f"baseline: {self.baseline_path}", *render_comparison(comparison)]
         gate = evaluate_gates(comparison, report, self.limits)
         self.lines += render_gate(gate)

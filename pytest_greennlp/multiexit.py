@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
-from transformers.utils import ModelOutput
+from transformers.utils.generic import ModelOutput
 
 from pytest_greennlp import exits
 
@@ -61,6 +61,7 @@ __all__ = [
     "evaluate_calibration",
     "exit_costs",
     "find_encoder_parts",
+    "fine_tune",
     "packaged_model_dir",
     "record_sweep",
     "run_inference",
@@ -162,17 +163,18 @@ def _hidden(output: Any) -> torch.Tensor:
     return first
 
 
-def _select(value: Any, flow_size: int, full_size: int, keep: torch.Tensor,
+def _select(value: Any, flow_size: int, full_size: int, keep: torch.Tensor | None,
             active: torch.Tensor) -> Any:
     """Drop exited rows from a per-example tensor (or a tuple or list of them).
 
-    A tensor with as many rows as the hidden states now carry loses the rows at
-    positions `keep` lacks; one with as many rows as the original batch keeps the
-    rows `active` names. Anything else (broadcast masks, caches) is left alone.
+    A tensor with as many rows as the hidden states now carry keeps the positions in
+    `keep` (None: no row left since the last slice, so it stays as it is); one with as
+    many rows as the original batch keeps the rows `active` names. Anything else
+    (broadcast masks, caches) is left alone.
     """
     if isinstance(value, torch.Tensor) and value.dim() >= 1:
         if value.size(0) == flow_size:
-            return value.index_select(0, keep)
+            return value if keep is None else value.index_select(0, keep)
         if value.size(0) == full_size:
             return value.index_select(0, active)
         return value
@@ -266,8 +268,12 @@ class _Pass:
         return hook
 
     def slice_hook(self, module: nn.Module, args: Any, kwargs: Any) -> Any:
-        """Forward pre-hook: drop the rows that have left from the layer's inputs."""
-        if self.keep is None or len(self.active) == len(self.flow):
+        """Forward pre-hook: drop the rows that have left from the layer's inputs.
+
+        The encoder hands every layer the same full-batch tensors (attention mask,
+        position ids), so once a row has left they are sliced before every layer.
+        """
+        if len(self.active) == self.full_size:
             return None
         flow_size, keep, active = len(self.flow), self.keep, self.active
         new_args = _select(tuple(args), flow_size, self.full_size, keep, active)
@@ -343,7 +349,7 @@ def find_encoder_parts(model: nn.Module) -> EncoderParts:
     name = type(model).__name__
     if not isinstance(model, nn.Module):
         raise ValueError(f"cannot wrap a {name}: expected a Hugging Face encoder module.")
-    base = getattr(model, "base_model", model)
+    base: Any = getattr(model, "base_model", model)
     config = getattr(base, "config", None)
     if config is None or not hasattr(base, "get_input_embeddings"):
         raise ValueError(f"cannot wrap {name}: it is not a Hugging Face model (no config).")
@@ -452,7 +458,7 @@ class ExitHead(nn.Module):
 
 
 @dataclass
-class MultiExitOutput(ModelOutput):  # type: ignore[misc]
+class MultiExitOutput(ModelOutput):
     """What `MultiExitModel.forward` returns; usable as ``outputs.loss`` or ``outputs[0]``.
 
     Attributes
@@ -626,11 +632,14 @@ class MultiExitModel(nn.Module):
 
         Keyword arguments are those of `MultiExitModel`.
         """
+        module: nn.Module
         if isinstance(encoder, (str, Path)):
             from transformers import AutoModel
 
-            encoder = AutoModel.from_pretrained(str(encoder), local_files_only=True)
-        return cls(encoder, num_labels, exit_layers, **kwargs)
+            module = AutoModel.from_pretrained(str(encoder), local_files_only=True)
+        else:
+            module = encoder
+        return cls(module, num_labels, exit_layers, **kwargs)
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write the encoder, the exit heads, exit layers and temperatures to `folder`.
@@ -643,7 +652,8 @@ class MultiExitModel(nn.Module):
 
         path = Path(folder)
         path.mkdir(parents=True, exist_ok=True)
-        self.encoder.save_pretrained(str(path))
+        encoder: Any = self.encoder
+        encoder.save_pretrained(str(path))
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.heads.state_dict().items()}
         tensors["temperatures"] = self.temperatures.detach().cpu().contiguous()
         save_file(tensors, str(path / _HEADS_FILE))
@@ -884,7 +894,8 @@ def evaluate_calibration(
     target = _check_labels(labels, array.shape[2], len(array))
     if len(temperatures) != array.shape[1]:
         raise ValueError(f"temperatures must have {array.shape[1]} values, not {len(temperatures)}.")
-    before, after = [], []
+    before: list[float] = []
+    after: list[float] = []
     for e, temperature in enumerate(temperatures):
         for t, out in ((1.0, before), (float(temperature), after)):
             confidence, prediction = exits.softmax_confidence(array[:, e], t)
@@ -987,6 +998,70 @@ def collect_exit_logits(model: MultiExitModel, data: Examples, *,
     finally:
         model.train(was_training)
     return np.concatenate(out, axis=0)
+
+
+def fine_tune(
+    model: MultiExitModel,
+    data: Examples,
+    *,
+    epochs: int = 1,
+    batch_size: int = 16,
+    lr: float = 5e-5,
+    head_lr: float = 1e-3,
+    weight_decay: float = 0.01,
+    freeze_embeddings: bool = False,
+    seed: int = 0,
+    on_step: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """Train every exit jointly with a plain loop (AdamW, linear decay); return the losses.
+
+    The loss is the model's: the weighted sum of the exits' cross-entropies. The
+    heads, freshly initialised, learn at `head_lr`; the encoder at `lr`. Batches are
+    drawn in a seeded random order. `on_step(step, loss)` is called after each step.
+    """
+    # Validate the arguments.
+    _check_data(model, data)
+    for name, number in (("epochs", epochs), ("batch_size", batch_size)):
+        if not _is_int(number) or number < 1:
+            raise ValueError(f"{name} must be a positive integer, not {number!r}.")
+
+    # Train.
+    generator = torch.Generator().manual_seed(seed)
+    if freeze_embeddings:
+        model.parts.embeddings.requires_grad_(False)
+    head_params = list(model.heads.parameters())
+    head_ids = {id(p) for p in head_params}
+    encoder_params = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
+    optimizer = torch.optim.AdamW(
+        [{"params": encoder_params, "lr": lr}, {"params": head_params, "lr": head_lr}],
+        weight_decay=weight_decay,
+    )
+    steps = epochs * math.ceil(len(data) / batch_size)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: max(0.0, 1.0 - step / steps)
+    )
+    losses: list[float] = []
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(data), generator=generator).tolist()
+        shuffled = Examples(
+            tuple(data.input_ids[i] for i in order),
+            tuple(data.labels[i] for i in order),
+            data.pad_token_id,
+        )
+        for inputs, labels in shuffled.batches(batch_size):
+            output = model(**inputs, labels=labels)
+            loss = output.loss
+            assert loss is not None
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(float(loss.detach()))
+            if on_step is not None:
+                on_step(len(losses), losses[-1])
+    model.eval()
+    return losses
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,10 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"pytest-greennlp: {exc}") from None
     config.stash[session_key] = session
     config.pluginmanager.register(session, "greennlp-session")
+    try:
+        _register_gate(config, session)
+    except GreenNLPError as exc:
+        raise pytest.UsageError(f"pytest-greennlp: {exc}") from None
 
 
 def _make_session(config: pytest.Config) -> GreenSession:
@@ -97,7 +101,29 @@ def _make_session(config: pytest.Config) -> GreenSession:
 
 
 
+def _register_gate(config: pytest.Config, session: GreenSession) -> None:
+    """Under ``--green-baseline``, register the `gate.GatePlugin` (xdist controller only).
+
+    The baseline is read now, before this run's checkpoints may overwrite the file.
+    """
+    baseline = session.settings.baseline
+    if baseline is None or hasattr(config, "workerinput"):
+        return
+    from pytest_greennlp.gate import GatePlugin, load_limits
+
+    pyproject = config.rootpath / "pyproject.toml"
+    if config.inipath is not None and config.inipath.name == "pyproject.toml":
+        pyproject = config.inipath
+    if not baseline.is_absolute():
+        baseline = config.invocation_params.dir / baseline
+    gate = GatePlugin.load(session, baseline, load_limits(pyproject))
+    config.pluginmanager.register(gate, "greennlp-gate")
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
+    gate = config.pluginmanager.get_plugin("greennlp-gate")
+    if gate is not None:
+        config.pluginmanager.unregister(gate)
     session = config.stash.get(session_key, None)
     if session is not None:
         session.close()
