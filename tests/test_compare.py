@@ -18,8 +18,8 @@ from pytest_greennlp.compare import (
     compare_reports,
     compare_trials,
     render_comparison,
-    welch_t_test,
 )
+from pytest_greennlp.stats import welch_t_test
 from pytest_greennlp.records import from_dict
 
 FIVE_1S = [1.0, 1.01, 0.99, 1.02, 0.98]
