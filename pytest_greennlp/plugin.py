@@ -6,6 +6,7 @@ so the plugin costs nothing measurable.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -80,9 +81,7 @@ def _make_session(config: pytest.Config) -> GreenSession:
     from pytest_greennlp.records import CarbonIntensity
     from pytest_greennlp.session import GreenSession
 
-    pyproject = config.rootpath / "pyproject.toml"
-    if config.inipath is not None and config.inipath.name == "pyproject.toml":
-        pyproject = config.inipath
+    pyproject = _pyproject(config)
     settings = GreenConfig.resolve(
         cli={o.key: config.getoption(f"green_{o.key}") for o in OPTIONS},
         ini={o.key: config.getini(o.ini) for o in OPTIONS},
@@ -101,6 +100,13 @@ def _make_session(config: pytest.Config) -> GreenSession:
 
 
 
+def _pyproject(config: pytest.Config) -> Path:
+    """The pyproject.toml whose ``[tool.greennlp]`` applies: the ini file, else the rootdir's."""
+    if config.inipath is not None and config.inipath.name == "pyproject.toml":
+        return config.inipath
+    return config.rootpath / "pyproject.toml"
+
+
 def _register_gate(config: pytest.Config, session: GreenSession) -> None:
     """Under ``--green-baseline``, register the `gate.GatePlugin` (xdist controller only).
 
@@ -111,12 +117,9 @@ def _register_gate(config: pytest.Config, session: GreenSession) -> None:
         return
     from pytest_greennlp.gate import GatePlugin, load_limits
 
-    pyproject = config.rootpath / "pyproject.toml"
-    if config.inipath is not None and config.inipath.name == "pyproject.toml":
-        pyproject = config.inipath
     if not baseline.is_absolute():
         baseline = config.invocation_params.dir / baseline
-    gate = GatePlugin.load(session, baseline, load_limits(pyproject))
+    gate = GatePlugin.load(session, baseline, load_limits(_pyproject(config)))
     config.pluginmanager.register(gate, "greennlp-gate")
 
 
