@@ -79,7 +79,10 @@ class TestRun:
         self.default_group = default_group
         self._readers = readers
         self._read_all = read_all
+        #: True in the first measured run: metrics, trials and FLOPs are recorded.
         self.recording = False
+        #: True in every measured run (the first and the repeats): windows run.
+        self.measuring = False
         self.window: Window | None = None
         self.region: Window | None = None
         self._region_depth = 0
@@ -130,7 +133,7 @@ class TestRun:
         if self._region_depth == 0:
             if self.region is None:
                 self.region = self.new_window()
-            if self.recording:
+            if self.measuring:
                 self.region.start()
         self._region_depth += 1
 
@@ -368,7 +371,7 @@ class GreenSession:
             except Exception as exc:
                 run.notes.append(f"warm-up run {i + 1} raised {type(exc).__name__}; warm-up stopped")
                 break
-        run.recording = True
+        run.recording = run.measuring = True
         run.window = run.new_window()
         self.memory.reset()
         run.window.start()
@@ -379,7 +382,7 @@ class GreenSession:
             return result
         finally:
             run.window.stop()
-            run.recording = False
+            run.recording = run.measuring = False
             rss, cuda_peak = self.memory.peak()
             samples = [self._chosen(run)]
             for _ in range(self.settings.repeats - 1 if not failed else 0):
@@ -395,6 +398,7 @@ class GreenSession:
     def _repeat(self, item: pytest.Item, run: TestRun) -> WindowTotals:
         run.window = run.new_window()
         run.region = None
+        run.measuring = True
         run.window.start()
         try:
             item.runtest()
@@ -402,6 +406,7 @@ class GreenSession:
             run.notes.append(f"a repeat raised {type(exc).__name__}; its figures are kept")
         finally:
             run.window.stop()
+            run.measuring = False
         return self._chosen(run)
 
     def _record(

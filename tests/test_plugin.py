@@ -226,6 +226,23 @@ def test_repeats_and_warmup(pytester: pytest.Pytester) -> None:
     assert test["metrics"][0]["value"] == 3  # recorded in the first measured run only
 
 
+def test_repeats_measure_regions(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import time, pytest
+
+        @pytest.mark.green_infer
+        def test_region(green):
+            time.sleep(0.05)
+            with green.measure():
+                time.sleep(0.01)
+        """
+    )
+    pytester.runpytest("--green", "--green-repeats", "3", "--green-energy", "none").assert_outcomes(passed=1)
+    samples = load(pytester)["tests"][0]["timing"]["wall_samples_s"]
+    assert len(samples) == 3 and all(0.01 <= s < 0.05 for s in samples)
+
+
 @pytest.mark.filterwarnings("ignore::pytest_greennlp.errors.GreenNLPWarning")
 def test_failing_meter_degrades_with_one_warning(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(
