@@ -32,9 +32,10 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from pytest_greennlp.comment import CommentContext, is_sticky, render_comment
 from pytest_greennlp.compare import Comparison, compare_reports

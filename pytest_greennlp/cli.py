@@ -240,6 +240,18 @@ def _merge(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _comment_arguments(parser: argparse.ArgumentParser) -> None:
+    from pytest_greennlp import action  # imported only when the subcommand is built
+
+    action.add_arguments(parser)
+
+
+def _comment(args: argparse.Namespace) -> int:
+    from pytest_greennlp import action
+
+    return action.run(args)
+
+
 #: The subcommands, in the order ``greennlp --help`` lists them.
 COMMANDS: dict[str, Command] = {
     "show": Command("print the price-tag table of a report", _show_arguments, _show),
@@ -248,6 +260,8 @@ COMMANDS: dict[str, Command] = {
     "gate": Command("check HEAD's limits ([tool.greennlp.limits] of ./pyproject.toml by "
                     "default), against --baseline if given", _gate_arguments, _gate),
     "merge": Command("merge shard reports into one, keeping provenance", _merge_arguments, _merge),
+    "comment": Command("render the pull-request comment; --dry-run prints the Markdown",
+                       _comment_arguments, _comment),
 }
 
 

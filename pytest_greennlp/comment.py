@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -295,7 +296,7 @@ def _sides(head: Report, ctx: CommentContext) -> str:
                      f"{_hardware(ctx.base_report)}"
                      + (f" ({md(ctx.baseline_note, 200)})" if ctx.baseline_note else ""))
     else:
-        lines.append(f"**Baseline**: none" + (f" ({md(ctx.baseline_note, 300)})"
+        lines.append("**Baseline**: none" + (f" ({md(ctx.baseline_note, 300)})"
                                               if ctx.baseline_note else ""))
     return "<br>\n".join(lines)
 
@@ -475,7 +476,7 @@ def _xychart(title: str, categories: Sequence[str], y_title: str,
 
 def mermaid_blocks(markdown: str) -> list[str]:
     """The Mermaid diagrams inside ``markdown`` (for tests and tools)."""
-    return re.findall(r"```mermaid\n(.*?)\n```", markdown, flags=re.S)
+    return re.findall(r"```mermaid\n(.*?)\n```", markdown, flags=re.DOTALL)
 
 
 def _charts(comparison: Comparison | None, head: Report, order: Sequence[Any],
@@ -596,12 +597,13 @@ def _sweep_section(tests: Sequence[TestRecord], labels: Mapping[str, str]) -> st
 
 
 def _one_sweep(label: str, nodeid: str, payload: Mapping[str, Any]) -> str:
-    full = payload.get("full_model") if isinstance(payload.get("full_model"), Mapping) else {}
-    assert isinstance(full, Mapping)
-    lines = [f"**{label}** {md(nodeid, _ID_CELL)}: rule {md(payload.get('rule', '?'), 20)}, "
+    given = payload.get("full_model")
+    full: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
+    first = (f"**{label}** {md(nodeid, _ID_CELL)}: rule {md(payload.get('rule', '?'), 20)}, "
              f"{_score(payload.get('n_examples'))} examples, full model accuracy "
              f"{_score(full.get('accuracy'))} at {_si(full.get('flops_per_example'), 'FLOPs')}"
-             " per example"]
+             " per example")
+    lines = [first]
     points = payload.get("operating_points")
     if isinstance(points, Mapping) and points:
         lines += ["", "| Operating point | Threshold | Accuracy | FLOPs / example | Speedup (FLOPs) |",

@@ -42,9 +42,10 @@ import re
 import time
 import urllib.parse
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import requests
 from github import Auth, Github, GithubException
@@ -78,6 +79,8 @@ _STATUS_DESCRIPTION_CHARS = 140
 #: The login that owns comments made with the workflow's ``GITHUB_TOKEN``.
 _ACTIONS_BOT = "github-actions[bot]"
 _DEFAULT_API_URL = "https://api.github.com"
+#: Most rate-limit waits in one call (a server that keeps answering "retry after 0").
+_MAX_RATE_WAITS = 5
 
 
 @dataclass(frozen=True)
@@ -296,6 +299,7 @@ class GitHubClient:
         """Run ``fn`` with retries; turn every failure into one `GitHubError` line."""
         policy = self._retry
         attempt = 0
+        rate_waits = 0
         while True:
             attempt += 1
             self.calls += 1
@@ -303,10 +307,14 @@ class GitHubClient:
                 return fn()
             except GithubException as exc:
                 wait = self._rate_limit_wait(exc)
-                if wait is not None:
+                if wait is not None and rate_waits < _MAX_RATE_WAITS:
                     self._wait_for_rate_limit(what, wait)
+                    rate_waits += 1
                     attempt -= 1  # a rate-limit wait is not a failed attempt
                     continue
+                if wait is not None:
+                    raise GitHubError(f"{what}: still rate limited after {rate_waits} waits; "
+                                      "re-run the job later") from exc
                 status = exc.status
                 if status >= 500 and attempt < policy.attempts:
                     self._backoff(what, attempt, f"HTTP {status}")

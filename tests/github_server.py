@@ -37,11 +37,12 @@ import threading
 import time
 import urllib.parse
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 
@@ -435,7 +436,7 @@ class GitHubServer:
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
             def _serve(self) -> None:
@@ -1014,7 +1015,7 @@ def _sha(seed: str) -> str:
 
 # --- pytest glue -----------------------------------------------------------------------------
 
-import pytest  # noqa: E402
+import pytest
 
 #: The installation token (``GITHUB_TOKEN``) the tests use; it must never show up in output.
 TOKEN = "ghs_Z3JlZW5ubHAtdGVzdC10b2tlbi1uZXZlci1wcmludA"
@@ -1022,9 +1023,12 @@ _SPEC_MISSING = ("GitHub's OpenAPI description is absent: run `npm ci --prefix t
                  "(as .ci/run does) to install @octokit/openapi")
 
 
-@pytest.fixture
-def github_server() -> Any:
-    """A running `GitHubServer` with `TOKEN`; fails the test if any check was violated."""
+def serve() -> Any:
+    """Body of the ``github_server`` fixtures: a running `GitHubServer` with `TOKEN`.
+
+    Fails the test if any exchange broke GitHub's description. Use as
+    ``yield from serve()`` in a fixture.
+    """
     if not SPEC_PATH.is_file():
         pytest.skip(_SPEC_MISSING)
     server = GitHubServer().start()

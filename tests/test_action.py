@@ -12,19 +12,19 @@ import shutil
 import subprocess
 import sys
 import threading
-from dataclasses import replace
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from github_server import TOKEN, GitHubServer, client_for, github_server  # noqa: F401
+from github_server import TOKEN, GitHubServer, client_for, serve
 from jstools import node, requires_js, requires_node_modules, webhook_example
 from reportfactory import energy, record, report
 
 from pytest_greennlp import action as act
 from pytest_greennlp.action import ActionSettings, action, unsafe_reason
-from pytest_greennlp.comment import MARKER, is_sticky
+from pytest_greennlp.comment import MARKER, is_sticky, md
 from pytest_greennlp.errors import ConfigError
 from pytest_greennlp.report import write_report
 
@@ -121,6 +121,11 @@ class Scenario:
 
     def comments(self) -> list[Any]:
         return [c for c in self.server.comments_on(self.pull.number) if is_sticky(c.body)]
+
+
+@pytest.fixture
+def github_server() -> Iterator[GitHubServer]:
+    yield from serve()
 
 
 @pytest.fixture
@@ -270,7 +275,7 @@ def test_baseline_from_a_file(scenario):
                                         GREENNLP_BASELINE=str(scenario.base_path)))
     assert code == 0
     assert not scenario.server.requests_to("GET", "/repos/{owner}/{repo}/actions/artifacts")
-    assert f"(file {scenario.base_path})" in scenario.comments()[0].body
+    assert f"({md(f'file {scenario.base_path}', 200)})" in scenario.comments()[0].body
 
 
 # --- failures of the GitHub side ------------------------------------------------------------------
@@ -338,6 +343,20 @@ def test_fork_pull_request_via_workflow_run(scenario):
     asked = [r.path for r in scenario.server.log if "/pulls" in r.path]
     assert f"/repos/octo-org/octo-repo/commits/{pull.head_sha}/pulls" in asked
     assert scenario.server.statuses[pull.head_sha][-1]["state"] == "success"
+
+
+@needs_payloads
+def test_same_repo_workflow_run_uses_the_payloads_pull_request(scenario):
+    event = scenario.workflow_run_event(scenario.pull.head_sha, scenario.server.full_name,
+                                        scenario.pull.head_ref)
+    payload = json.loads(event.read_text())
+    payload["workflow_run"]["pull_requests"] = [
+        {"number": scenario.pull.number, "head": {"sha": scenario.pull.head_sha}}]
+    event.write_text(json.dumps(payload))
+    code, out = scenario.run(scenario.env(event, "workflow_run"))
+    assert code == 0, out
+    assert len(scenario.comments()) == 1
+    assert not scenario.server.requests_to("GET", "/repos/{owner}/{repo}/commits/{commit_sha}/pulls")
 
 
 @needs_payloads
@@ -487,7 +506,8 @@ def test_comment_step_needs_no_torch_or_meters():
             "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                 check=True, cwd=ROOT).stdout.split())
-    third_party = {m for m in loaded - set(sys.stdlib_module_names) if not m.startswith("_")}
+    third_party = {m for m in loaded - set(sys.stdlib_module_names)
+                   if not m.startswith("_") and not m.endswith("__mypyc")}
     allowed = {"pytest_greennlp", "numpy", "github", "requests", "urllib3", "charset_normalizer",
                "idna", "certifi", "jwt", "nacl", "cffi", "typing_extensions", "pytest", "pluggy",
                "iniconfig", "packaging", "pygments", "exceptiongroup", "tomli", "cryptography",

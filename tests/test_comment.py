@@ -67,11 +67,11 @@ def pair() -> tuple[Any, Any]:
 def render(base: Any, head: Any, limits: dict[str, Any] | None = None, **ctx: Any) -> str:
     comparison = compare_reports(base, head) if base is not None else None
     gate = evaluate_gates(comparison, head, parse_limits(limits or {}))
-    fields: dict[str, Any] = dict(
-        head_sha="a" * 40, base_report=base, baseline_sha="b" * 40,
-        baseline_note="artifact 'green-report' from main, at the merge-base",
-        run_url="https://github.com/o/r/actions/runs/42",
-        plots_url="https://github.com/o/r/actions/runs/42#artifacts")
+    fields: dict[str, Any] = {
+        "head_sha": "a" * 40, "base_report": base, "baseline_sha": "b" * 40,
+        "baseline_note": "artifact 'green-report' from main, at the merge-base",
+        "run_url": "https://github.com/o/r/actions/runs/42",
+        "plots_url": "https://github.com/o/r/actions/runs/42#artifacts"}
     context = CommentContext(**{**fields, **ctx})
     return render_comment(head, comparison, gate, context)
 
@@ -167,8 +167,9 @@ def hostile_reports() -> tuple[Any, Any]:
     base_tests, head_tests = [], []
     for i, nodeid in enumerate(names):
         evil = HOSTILE[i % len(HOSTILE)]
-        common = dict(flops=100 + i, wall=[1.0, 1.01, 0.99], energy_=energy(estimated=[5, 5.1, 4.9]),
-                      trials=trials(evil, [0.1, 0.2]))
+        common: dict[str, Any] = {"flops": 100 + i, "wall": [1.0, 1.01, 0.99],
+                                  "energy_": energy(estimated=[5, 5.1, 4.9]),
+                                  "trials": trials(evil, [0.1, 0.2])}
         base_tests.append(record(nodeid, metrics={evil: 0.5}, **common))
         head_tests.append(replace(record(nodeid, metrics={evil: 0.4}, sweep={
             "rule": evil, "n_examples": evil, "full_model": {"accuracy": evil},
@@ -228,8 +229,8 @@ def test_hostile_content_renders_inert_with_a_gfm_parser(hostile_comment):
 @requires_js
 def test_tables_keep_their_shape_with_hostile_cells(hostile_comment):
     (rendered,) = node("gfm-render.mjs", [hostile_comment])
-    for table in re.findall(r"<table>.*?</table>", rendered, flags=re.S):
-        widths = {len(re.findall(r"<t[hd]>", row)) for row in re.findall(r"<tr>.*?</tr>", table, re.S)}
+    for table in re.findall(r"<table>.*?</table>", rendered, flags=re.DOTALL):
+        widths = {len(re.findall(r"<t[hd]>", row)) for row in re.findall(r"<tr>.*?</tr>", table, re.DOTALL)}
         assert len(widths) == 1, widths  # no pipe or newline from a report split a cell
 
 
@@ -261,7 +262,7 @@ def test_many_tests_stay_under_the_limit(n):
         assert "Left out to stay within GitHub's 65,536-character limit" in text
         assert "more test(s) not shown here" in text
     else:  # every test has its row; details may be left out
-        assert len(re.findall(r"^\| T\d+ \|", text, flags=re.M)) == n
+        assert len(re.findall(r"^\| T\d+ \|", text, flags=re.MULTILINE)) == n
         assert "Left out" not in text or "Left out to stay within GitHub's 65,536-character " \
             "limit: details of " in text
     assert text.count("<details>") == text.count("</details>")

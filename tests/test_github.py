@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from github_server import TOKEN, GitHubServer, client_for, github_server, make_zip  # noqa: F401
+from github_server import TOKEN, GitHubServer, client_for, serve
 from jstools import requires_node_modules
 
 from pytest_greennlp.errors import GitHubError, ReportError
-from pytest_greennlp.github import ArtifactRef, GitHubClient, RetryPolicy, connect
+from pytest_greennlp.github import ArtifactRef, connect
 
 pytestmark = requires_node_modules
 
@@ -28,6 +28,11 @@ def owns(body: str) -> bool:
 
 def body(text: str) -> str:
     return f"{MARK}\n{text}"
+
+
+@pytest.fixture
+def github_server() -> Iterator[GitHubServer]:
+    yield from serve()
 
 
 @pytest.fixture
@@ -122,12 +127,12 @@ def test_two_runs_racing_leave_one_comment(github_server, pr, gate):
         github_server.before("POST", COMMENTS, lambda req: barrier.wait())
 
     results: list[Any] = []
-    errors: list[BaseException] = []
+    errors: list[Exception] = []
 
     def run(text: str) -> None:
         try:
             results.append(client_for(github_server).upsert_comment(pr, body(text), owns))
-        except BaseException as exc:  # pragma: no cover - reported below
+        except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(f"run {i}",)) for i in range(2)]
@@ -219,6 +224,17 @@ def test_rate_limit_waits_add_up_to_the_cap(github_server, pr):
     with pytest.raises(GitHubError, match="beyond the 300 s"):
         client_for(github_server, sleeps=sleeps).upsert_comment(pr, body("x"), owns)
     assert len(sleeps) == 1
+
+
+def test_endless_zero_second_rate_limits_end(github_server, pr):
+    github_server.rate_limit("GET", "/repos/{owner}/{repo}/pulls/{pull_number}", reset_in_s=0,
+                             times=50, secondary=True)
+    sleeps: list[float] = []
+    with pytest.raises(GitHubError) as info:
+        client_for(github_server, sleeps=sleeps).pull_request(pr)
+    assert one_line(info.value) == ("reading pull request #7: still rate limited after 5 waits; "
+                                    "re-run the job later")
+    assert sleeps == [0.0] * 5
 
 
 def test_404_is_explained(github_server, pr):
