@@ -276,7 +276,8 @@ def test_failing_meter_degrades_with_one_warning(pytester: pytest.Pytester) -> N
             pass
         """
     )
-    result = pytester.runpytest("--green", "--green-energy", "none", "-W", "error")
+    # In a subprocess: -W error must meet only this run's warnings.
+    result = pytester.runpytest_subprocess("--green", "--green-energy", "none", "-W", "error")
     result.assert_outcomes(passed=3)
     data = load(pytester)
     energies = [t["energy"] for t in data["tests"]]
