@@ -1,4 +1,4 @@
-"""The ``greennlp`` command: show, compare, gate and merge reports.
+"""The ``greennlp`` command: show, compare, gate, merge, comment, plot, trials.
 
 Subcommands live in `COMMANDS`, a dict of name -> `Command` (its help line, a function
 that adds its arguments to an argparse parser, and a function that runs it and returns
@@ -252,6 +252,166 @@ def _comment(args: argparse.Namespace) -> int:
     return action.run(args)
 
 
+# --- plot ------------------------------------------------------------------------------------
+
+
+def _comma_list(allowed: Sequence[str], what: str) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        items = [item.strip().lower() for item in text.split(",") if item.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {what}s")
+        for item in items:
+            if item not in allowed:
+                raise argparse.ArgumentTypeError(
+                    f"unknown {what} {item!r}; expected {', '.join(allowed)}")
+        return list(dict.fromkeys(items))
+    return parse
+
+
+def _score_range(text: str) -> tuple[float, float]:
+    low, sep, high = text.partition(",")
+    try:
+        bounds = (float(low), float(high))
+    except ValueError:
+        bounds = (float("nan"), float("nan"))
+    if not sep or not bounds[0] < bounds[1]:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH with LOW < HIGH, got {text!r}")
+    return bounds
+
+
+_PLOT_FORMATS = ("png", "svg", "pdf")
+_PLOT_BUDGETS = ("trials", "auto", "flops", "wall_s", "measured_j", "estimated_j", "cpu_s")
+_OPDA_METHODS = ("dkw", "ks", "ld_equal_tailed", "ld_highest_density")
+
+
+def _plot_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("report", type=Path, metavar="REPORT",
+                        help="a green-report.json, or a trials file from 'greennlp trials import'")
+    parser.add_argument("--base", type=Path, metavar="BASE",
+                        help="a baseline report (or trials file) to overlay")
+    parser.add_argument("--out", type=Path, metavar="DIR", required=True,
+                        help="the folder for the plot files (created if needed)")
+    parser.add_argument("--format", dest="formats", type=_comma_list(_PLOT_FORMATS, "format"),
+                        default=["png", "svg"], metavar="FORMATS",
+                        help="comma-separated: png, svg, pdf (default: png,svg)")
+    parser.add_argument("--budget", dest="budgets", type=_comma_list(_PLOT_BUDGETS, "budget"),
+                        default=["trials", "auto"], metavar="AXES",
+                        help="tuning-curve x axes, comma-separated: trials, auto, flops, wall_s, "
+                             "measured_j, estimated_j, cpu_s (default: trials,auto)")
+    parser.add_argument("--opda", action="store_true",
+                        help="add opda's distribution-free band to the tuning curves")
+    parser.add_argument("--opda-method", choices=_OPDA_METHODS, default="ld_equal_tailed",
+                        help="opda's CDF band (default: ld_equal_tailed)")
+    parser.add_argument("--score-range", type=_score_range, metavar="LOW,HIGH",
+                        help="known bounds on every trial score, e.g. 0,1 for accuracy (opda band)")
+
+
+def _plot_source(path: Path) -> Any:
+    """A report, or the trials of a file 'greennlp trials import' wrote."""
+    from pytest_greennlp.report import read_report
+    from pytest_greennlp.trials import TRIALS_FORMAT, read_json
+
+    try:
+        with path.open("rb") as handle:
+            start = handle.read(512)
+    except OSError:
+        start = b""
+    if TRIALS_FORMAT.encode() in start:
+        return read_json(path)
+    return read_report(path)
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from pytest_greennlp.compare import printable
+    from pytest_greennlp.plots import plan, save
+
+    head = _plot_source(args.report)
+    base = None
+    if args.base is not None:
+        if args.base.exists() or args.base.is_symlink():
+            base = _plot_source(args.base)
+        else:
+            _err(printable(f"greennlp: notice: no baseline ({args.base} does not exist); "
+                           f"plotting {args.report} alone"))
+    if args.opda:
+        try:
+            import opda  # noqa: F401
+        except ImportError:
+            raise ConfigError("--opda needs opda: pip install pytest-greennlp[evp]") from None
+    plots, notes = plan(head, base, budgets=args.budgets, opda=args.opda,
+                        opda_method=args.opda_method, score_bounds=args.score_range,
+                        name=str(args.report))
+    for plot in plots:
+        try:
+            figure = plot.make()
+        except ImportError as exc:
+            raise ConfigError(f"greennlp plot needs {exc.name or 'matplotlib'}: "
+                              "pip install pytest-greennlp[evp]") from None
+        for path in save(figure, args.out / plot.name, args.formats):
+            _out(printable(str(path)))
+    for note in notes:
+        _err(printable(f"greennlp: note: {note}"))
+    if not plots:
+        _err(printable(f"greennlp: nothing to plot in {args.report}"))
+    return EXIT_OK
+
+
+# --- trials ----------------------------------------------------------------------------------
+
+
+def _trials_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=type(parser))
+    sub.required = True
+    help_line = ("read trials from a CSV/JSON file, an Optuna storage or a Ray Tune folder "
+                 "and write them as a trials file")
+    imp = sub.add_parser("import", help=help_line, description=help_line)
+    imp.add_argument("source", metavar="SOURCE",
+                     help="FILE.csv, FILE.json or .jsonl, an Optuna storage (sqlite:///x.db or "
+                          "x.db) or a Ray Tune experiment folder")
+    imp.add_argument("--out", required=True, metavar="FILE",
+                     help="where to write the trials (JSON; '-' for standard output)")
+    imp.add_argument("--format", dest="source_format",
+                     choices=("auto", "csv", "json", "optuna", "ray"), default="auto",
+                     help="the source's format (default: from its name)")
+    imp.add_argument("--group", metavar="NAME",
+                     help="the trial group (default: a group column, the study or folder name)")
+    imp.add_argument("--mode", choices=("max", "min"),
+                     help="whether higher (max) or lower (min) scores are better (default: max, "
+                          "or the Optuna study's direction)")
+    imp.add_argument("--cost-unit", choices=("wall_s", "cpu_s", "measured_j", "estimated_j",
+                                             "flops"), default="wall_s",
+                     help="what a CSV/JSON 'cost' column counts (default: wall_s)")
+    imp.add_argument("--metric", metavar="NAME",
+                     help="Ray Tune: the reported metric that is the score")
+    imp.add_argument("--scope", choices=("last", "all"), default="last",
+                     help="Ray Tune: the metric's last value (default) or its best over iterations")
+    imp.add_argument("--study", metavar="NAME", help="Optuna: which study of the storage")
+
+
+def _trials(args: argparse.Namespace) -> int:
+    from pytest_greennlp.compare import printable
+    from pytest_greennlp.trials import read_trials, trials_to_dict, write_trials
+
+    trials = read_trials(
+        args.source, format=args.source_format, group=args.group,
+        higher_is_better=None if args.mode is None else args.mode == "max",
+        cost_unit=args.cost_unit, metric=args.metric, study_name=args.study, scope=args.scope,
+    )
+    counts = {status: sum(1 for t in trials if t.status == status)
+              for status in ("ok", "failed", "stopped")}
+    groups = ", ".join(repr(g) for g in dict.fromkeys(t.group for t in trials)) or "none"
+    summary = (f"greennlp: imported {len(trials)} trial(s) ({counts['ok']} ok, "
+               f"{counts['failed']} failed, {counts['stopped']} stopped) of group {groups} "
+               f"from {args.source}")
+    if args.out == "-":
+        _out(json.dumps(trials_to_dict(trials), indent=1, allow_nan=False))
+        _err(printable(summary))
+    else:
+        write_trials(trials, args.out)
+        _out(printable(f"{summary} into {args.out}"))
+    return EXIT_OK
+
+
 #: The subcommands, in the order ``greennlp --help`` lists them.
 COMMANDS: dict[str, Command] = {
     "show": Command("print the price-tag table of a report", _show_arguments, _show),
@@ -262,6 +422,10 @@ COMMANDS: dict[str, Command] = {
     "merge": Command("merge shard reports into one, keeping provenance", _merge_arguments, _merge),
     "comment": Command("render the pull-request comment; --dry-run prints the Markdown",
                        _comment_arguments, _comment),
+    "plot": Command("write every plot REPORT (against --base) supports as PNG/SVG into --out",
+                    _plot_arguments, _plot),
+    "trials": Command("import trials other tools wrote (CSV, JSON, Optuna, Ray Tune)",
+                      _trials_arguments, _trials),
 }
 
 
@@ -269,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the ``greennlp`` parser with one subparser per entry of `COMMANDS`."""
     parser = _Parser(
         prog="greennlp",
-        description="Read, compare, gate and merge pytest-greennlp reports.",
+        description="Read, compare, gate, merge, comment on and plot pytest-greennlp reports; import trials.",
         epilog="exit status: 0 pass, 1 regression, 2 usage or input error, 3 no baseline",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
