@@ -1,4 +1,4 @@
-"""The ``greennlp`` command: show, compare, gate, merge, comment, plot, trials.
+"""The ``greennlp`` command: show, compare, gate, merge, ab, comment, plot, trials.
 
 Subcommands live in `COMMANDS`, a dict of name -> `Command` (its help line, a function
 that adds its arguments to an argparse parser, and a function that runs it and returns
@@ -412,6 +412,80 @@ def _trials(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- ab --------------------------------------------------------------------------------------
+
+
+def _ab_arguments(parser: argparse.ArgumentParser) -> None:
+    def rounds(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+        return value
+
+    def words(text: str) -> list[str]:
+        import shlex
+
+        try:
+            return shlex.split(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"cannot split {text!r} ({exc})") from None
+
+    parser.add_argument("--base", type=Path, required=True, metavar="DIR",
+                        help="the base checkout (e.g. the pull request's base commit)")
+    parser.add_argument("--head", type=Path, required=True, metavar="DIR",
+                        help="the head checkout")
+    parser.add_argument("--rounds", type=rounds, default=3, metavar="N",
+                        help="rounds of one base and one head run each (default: 3, the fewest "
+                             "the noise test of greennlp compare needs)")
+    parser.add_argument("--seed", type=int, metavar="N",
+                        help="randomise which side runs first in each round with this seed "
+                             "(recorded in the reports); default: base first in every round")
+    parser.add_argument("--pytest-args", dest="pytest_args", type=words, action="append",
+                        default=[], metavar="ARGS",
+                        help="more pytest arguments for every run, split like a shell does; "
+                             "use = when they start with a dash: --pytest-args='-k encode'. "
+                             "Every run already has -m 'green_train or green_infer' (a later "
+                             "-m wins)")
+    parser.add_argument("--python", default=sys.executable, metavar="EXE",
+                        help="the Python that runs pytest; the project must be installed in it "
+                             "(default: this one)")
+    parser.add_argument("--out-base", type=Path, required=True, metavar="BASE.json",
+                        help="where to write the base side's combined report")
+    parser.add_argument("--out-head", type=Path, required=True, metavar="HEAD.json",
+                        help="where to write the head side's combined report")
+
+
+def _ab(args: argparse.Namespace) -> int:
+    from pytest_greennlp.ab import RunSpec, run_ab
+    from pytest_greennlp.compare import MIN_SAMPLES, printable
+    from pytest_greennlp.report import write_report
+
+    if args.out_base.resolve() == args.out_head.resolve():
+        raise _UsageError(
+            f"greennlp ab: --out-base and --out-head are the same file {args.out_base}")
+    if args.rounds < MIN_SAMPLES:
+        _err(f"greennlp: notice: {args.rounds} round(s) give too few samples for the noise test "
+             f"of greennlp compare (it needs {MIN_SAMPLES}); time and energy changes will be "
+             "inconclusive")
+
+    def announce(spec: RunSpec) -> None:
+        _out(printable(f"greennlp ab: {spec.describe()}: pytest in {spec.cwd}"))
+        sys.stdout.flush()  # before the run's own output
+
+    result = run_ab(args.base, args.head, rounds=args.rounds, seed=args.seed, python=args.python,
+                    pytest_args=[word for group in args.pytest_args for word in group],
+                    on_run=announce)
+    write_report(result.base, args.out_base)
+    write_report(result.head, args.out_head)
+    _out(printable(f"greennlp ab: {len(result.plan.rounds)} round(s), order "
+                   f"{result.plan.describe()}; wrote {args.out_base} ({len(result.base.tests)} "
+                   f"tests) and {args.out_head} ({len(result.head.tests)} tests)"))
+    return EXIT_OK
+
+
 #: The subcommands, in the order ``greennlp --help`` lists them.
 COMMANDS: dict[str, Command] = {
     "show": Command("print the price-tag table of a report", _show_arguments, _show),
@@ -426,6 +500,8 @@ COMMANDS: dict[str, Command] = {
                     _plot_arguments, _plot),
     "trials": Command("import trials other tools wrote (CSV, JSON, Optuna, Ray Tune)",
                       _trials_arguments, _trials),
+    "ab": Command("measure the marked tests of --base and --head in interleaved rounds on this "
+                  "machine; write one report per side for compare", _ab_arguments, _ab),
 }
 
 
