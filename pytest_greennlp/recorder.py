@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping
+import sys
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Mapping
 
 from pytest_greennlp.errors import ConfigError
 from pytest_greennlp.records import Metric, Trial, TrialCost
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
     from pytest_greennlp.measure.flops import FlopCount
     from pytest_greennlp.session import TestRun
 
-__all__ = ["Recorder"]
+__all__ = ["Recorder", "running_recorder"]
 
 
 class Recorder:
@@ -152,6 +153,47 @@ class Recorder:
         """Store a JSON-serialisable value under ``extra[key]`` in the test's record."""
         if self._run is not None and self._run.recording:
             self._run.extra[str(key)] = value
+
+
+    # -- issue 6: multi-process training ------------------------------------------------
+
+    @property
+    def test_run(self) -> TestRun | None:
+        """The test's measurement state; None when not recording (for hf, halving, distributed)."""
+        return self._run if self._run is not None and self._run.recording else None
+
+    def spawn(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...] = (),
+        nprocs: int = 2,
+        *,
+        backend: str = "gloo",
+        init: bool = True,
+    ) -> None:
+        """Run ``fn(rank, *args)`` in ``nprocs`` processes with ``torch.distributed`` set up.
+
+        Like ``torch.multiprocessing.spawn``, plus one price tag for the whole job: each
+        rank's CPU time, process-scope energy and reported FLOPs are added to this test's
+        figures; machine-wide counters are read by this process only. ``init=False``
+        only sets the ``env://`` variables, for code that calls ``init_process_group``
+        itself. See `pytest_greennlp.distributed.spawn`.
+        """
+        from pytest_greennlp.distributed import spawn
+
+        spawn(self.test_run, fn, args, nprocs=nprocs, backend=backend, init=init)
+
+
+def running_recorder() -> Recorder:
+    """Return the recorder of the marked test whose call is running in this process.
+
+    For code that cannot reach the ``green`` fixture (a ``transformers`` callback). It
+    records nothing when no marked test runs under ``--green``.
+    """
+    session = sys.modules.get("pytest_greennlp.session")
+    return Recorder(session.running_test() if session is not None else None)
+
+# -- end of issue 6 additions ---------------------------------------------------------
 
 
 def _count(n: object, where: str) -> int:

@@ -8,15 +8,17 @@ checkpoints while the run goes on and the final report at the end.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import statistics
+import sys
 import time
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Generator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Mapping, Sequence
 
 import pytest
 
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
     from pytest_greennlp.config import GreenConfig
     from pytest_greennlp.measure.flops import FlopCount
 
-__all__ = ["GreenSession", "TestRun", "run_key"]
+__all__ = ["GreenSession", "Snapshot", "TestRun", "run_key", "running_test"]
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +170,103 @@ class TestRun:
             estimated_j=estimated,
             flops=(flops_now - flops_before) if self.flops_methods else None,
         )
+
+
+    # -- issue 6: snapshots, pauses and other processes' work (hf, halving, distributed) --
+
+    @property
+    def readers(self) -> Sequence[EnergyReader]:
+        """The session's energy readers this test's windows read."""
+        return self._readers
+
+    def active_window(self) -> Window | None:
+        """The window the test's figures come from: its regions if any, else the whole call."""
+        return self.region if self.region is not None else self.window
+
+    def snapshot(self) -> Snapshot:
+        """Totals of the active window so far (the running segment folded in) and FLOPs so far.
+
+        Unlike `trial_boundary` it moves no mark, so callers can difference snapshots of
+        their own (per epoch, per trial) without disturbing ``green.trial``'s costs.
+        """
+        flops = self.forward_flops + self.backward_flops
+        active = self.active_window()
+        if active is None:
+            return Snapshot(0.0, 0.0, {}, flops)
+        if active.running:
+            active.stop()
+            active.start()
+        totals = active.totals
+        return Snapshot(totals.wall_s, totals.cpu_s, dict(totals.energy_j), flops)
+
+    def cost_between(self, before: Snapshot, after: Snapshot) -> TrialCost:
+        """The cost between two snapshots, energy split into measured and estimated joules."""
+        delta: dict[str, float | None] = {}
+        for domain, value in after.energy_j.items():
+            start = before.energy_j.get(domain, 0.0)
+            delta[domain] = None if value is None or start is None else max(0.0, value - start)
+        measured, estimated = _split_by_basis(delta, self._readers)
+        return TrialCost(
+            wall_s=max(0.0, after.wall_s - before.wall_s),
+            cpu_s=max(0.0, after.cpu_s - before.cpu_s),
+            measured_j=measured,
+            estimated_j=estimated,
+            flops=(after.flops - before.flops) if self.flops_methods else None,
+        )
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Keep a block (a FLOP-counting pass) out of the test's time and energy."""
+        stopped = [w for w in (self.window, self.region) if w is not None and w.running]
+        for w in stopped:
+            w.stop()
+        try:
+            yield
+        finally:
+            for w in stopped:
+                w.start()
+
+    def add_external(self, *, cpu_s: float, energy_j: Mapping[str, float]) -> bool:
+        """Add CPU seconds and per-domain joules spent in other processes (DDP ranks).
+
+        They go to the active window's totals, so the test's figures and later trial
+        costs include them. Returns False (nothing added) when there is no window.
+        """
+        active = self.active_window()
+        if active is None:
+            return False
+        totals = active.totals
+        totals.cpu_s += cpu_s
+        for domain, joules in energy_j.items():
+            current = totals.energy_j.get(domain)
+            if current is not None:
+                totals.energy_j[domain] = current + joules
+        return True
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Cumulative figures of a test's active window at one moment (see `TestRun.snapshot`)."""
+
+    wall_s: float
+    cpu_s: float
+    energy_j: Mapping[str, float | None]
+    flops: int
+
+
+#: The tests whose call phase is running in this process (innermost last); see `running_test`.
+_running: list[TestRun] = []
+
+
+def running_test() -> TestRun | None:
+    """Return the `TestRun` whose call phase is running in this process, or None.
+
+    For code that cannot reach the ``green`` fixture, such as a ``transformers``
+    callback (`hf.GreenCallback`). Set by `GreenSession` around each marked test's call.
+    """
+    return _running[-1] if _running else None
+
+# -- end of issue 6 additions to TestRun ---------------------------------------------
 
 
 def _split_by_basis(
@@ -359,6 +458,22 @@ class GreenSession:
                 readers=self.readers,
                 read_all=self._read_all,
             )
+
+    # -- issue 6: publish the running test; Trainer callbacks in green_train tests ---------
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_runtest_call")
+    def pytest_runtest_call_publish(self, item: pytest.Item) -> Generator[None, None, None]:
+        run = item.stash.get(run_key, None)
+        if run is None:
+            return (yield)
+        _running.append(run)
+        try:
+            with _hf_auto_callback(run):
+                return (yield)
+        finally:
+            _running.remove(run)
+
+    # -- end of issue 6 additions to GreenSession ------------------------------------------
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -673,6 +788,17 @@ def _junit_properties(record: TestRecord) -> list[tuple[str, object]]:
         props.append((f"green_metric_{metric.name}", metric.value))
     return props
 
+
+def _hf_auto_callback(run: TestRun) -> contextlib.AbstractContextManager[object]:
+    """`hf.auto_callback` in a green_train test whose ``transformers.trainer`` is loaded (issue 6)."""
+    if run.kind != "train" or "transformers.trainer" not in sys.modules:
+        return contextlib.nullcontext()
+    try:
+        from pytest_greennlp.hf import auto_callback
+    except Exception:  # an unusual transformers: pass GreenCallback explicitly instead
+        log.debug("hf.auto_callback unavailable", exc_info=True)
+        return contextlib.nullcontext()
+    return auto_callback()
 
 def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
