@@ -155,7 +155,7 @@ class Recorder:
             self._run.extra[str(key)] = value
 
 
-    # -- issue 6: multi-process training ------------------------------------------------
+    # -- for hf, halving and distributed ------------------------------------------------
 
     @property
     def test_run(self) -> TestRun | None:
@@ -193,7 +193,6 @@ def running_recorder() -> Recorder:
     session = sys.modules.get("pytest_greennlp.session")
     return Recorder(session.running_test() if session is not None else None)
 
-# -- end of issue 6 additions ---------------------------------------------------------
 
 
 def _count(n: object, where: str) -> int:

@@ -96,7 +96,7 @@ class TestRun:
         self.trials: list[Trial] = []
         self.notes: list[str] = []
         self.extra: dict[str, Any] = {}
-        self._trial_mark = (WindowTotals(), 0)
+        self._trial_mark = Snapshot(0.0, 0.0, {}, 0)
 
     def new_window(self) -> Window:
         return Window(self._readers, self._read_all)
@@ -108,17 +108,11 @@ class TestRun:
     ) -> FlopCount:
         from pytest_greennlp.measure.flops import count_flops
 
-        paused = [w for w in (self.window, self.region) if w is not None and w.running]
-        for w in paused:
-            w.stop()
-        try:
+        with self.paused():
             count = count_flops(
                 model, inputs, backward=self.kind == "train" if backward is None else backward,
                 loss_fn=loss_fn,
             )
-        finally:
-            for w in paused:
-                w.start()
         self.add_flops(count.forward * calls, count.backward * calls, method=count.method)
         return count
 
@@ -146,33 +140,11 @@ class TestRun:
 
     def trial_boundary(self) -> TrialCost:
         """Return the cost since the previous boundary and start a new one."""
-        active = self.region if self.region is not None else self.window
-        if active is None:
-            return TrialCost()
-        if active.running:  # fold the running segment into the totals
-            active.stop()
-            active.start()
-        now = active.totals
-        before, flops_before = self._trial_mark
-        flops_now = self.forward_flops + self.backward_flops
-        self._trial_mark = (
-            WindowTotals(now.wall_s, now.cpu_s, dict(now.energy_j)), flops_now
-        )
-        delta = {
-            d: (None if v is None or before.energy_j.get(d, 0.0) is None else v - (before.energy_j.get(d) or 0.0))
-            for d, v in now.energy_j.items()
-        }
-        measured, estimated = _split_by_basis(delta, self._readers)
-        return TrialCost(
-            wall_s=now.wall_s - before.wall_s,
-            cpu_s=now.cpu_s - before.cpu_s,
-            measured_j=measured,
-            estimated_j=estimated,
-            flops=(flops_now - flops_before) if self.flops_methods else None,
-        )
+        now = self.snapshot()
+        before, self._trial_mark = self._trial_mark, now
+        return self.cost_between(before, now)
 
-
-    # -- issue 6: snapshots, pauses and other processes' work (hf, halving, distributed) --
+    # -- snapshots, pauses and other processes' work (hf, halving, distributed) --------
 
     @property
     def readers(self) -> Sequence[EnergyReader]:
@@ -266,7 +238,6 @@ def running_test() -> TestRun | None:
     """
     return _running[-1] if _running else None
 
-# -- end of issue 6 additions to TestRun ---------------------------------------------
 
 
 def _split_by_basis(
@@ -459,7 +430,7 @@ class GreenSession:
                 read_all=self._read_all,
             )
 
-    # -- issue 6: publish the running test; Trainer callbacks in green_train tests ---------
+    # Publish the running test (for code without the fixture) and add the Trainer callback.
 
     @pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_runtest_call")
     def pytest_runtest_call_publish(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -472,8 +443,6 @@ class GreenSession:
                 return (yield)
         finally:
             _running.remove(run)
-
-    # -- end of issue 6 additions to GreenSession ------------------------------------------
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -790,7 +759,7 @@ def _junit_properties(record: TestRecord) -> list[tuple[str, object]]:
 
 
 def _hf_auto_callback(run: TestRun) -> contextlib.AbstractContextManager[object]:
-    """`hf.auto_callback` in a green_train test whose ``transformers.trainer`` is loaded (issue 6)."""
+    """`hf.auto_callback` in a green_train test whose ``transformers.trainer`` is loaded."""
     if run.kind != "train" or "transformers.trainer" not in sys.modules:
         return contextlib.nullcontext()
     try:

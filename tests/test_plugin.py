@@ -604,7 +604,9 @@ def test_flops_from_green_model(pytester: pytest.Pytester) -> None:
             model(x).sum().backward()
         """
     )
-    pytester.runpytest("--green", "--green-energy", "none").assert_outcomes(passed=1)
+    # In a subprocess: an in-process run would drop torch's modules afterwards, and a later
+    # re-import re-registers its kernels (a warning, an error under filterwarnings=error).
+    pytester.runpytest_subprocess("--green", "--green-energy", "none").assert_outcomes(passed=1)
     flops = load(pytester)["tests"][0]["flops"]
     assert flops["forward"] == 3 * 2 * 8 * 16 * 4
     assert flops["backward"] > 0 and flops["total"] == flops["forward"] + flops["backward"]
