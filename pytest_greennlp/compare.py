@@ -77,11 +77,13 @@ __all__ = [
     "Delta",
     "MetricDelta",
     "Quality",
+    "SweepDelta",
     "TestComparison",
     "TotalComparison",
     "TrialComparison",
     "Verdict",
     "compare_reports",
+    "compare_sweeps",
     "compare_trials",
     "hardware_key",
     "printable",
@@ -207,6 +209,28 @@ class TrialComparison:
 
 
 @dataclass(frozen=True)
+class SweepDelta:
+    """How a multi-exit speed/accuracy curve moved (``extra["sweep"]`` on both sides).
+
+    ``target_accuracy`` is the base full model's accuracy minus ``drop``; each side's
+    ``*_flops`` is the cheapest FLOPs per example at which its curve reaches that accuracy
+    (None: it never does). ``speedup_at_equal_accuracy`` = base / head: above 1, head
+    reaches the same accuracy with fewer FLOPs.
+    """
+
+    target_accuracy: float
+    drop: float
+    base_flops: float | None
+    head_flops: float | None
+    speedup_at_equal_accuracy: float | None
+    base_full_accuracy: float
+    head_full_accuracy: float
+    base_measured_speedup: float | None
+    head_measured_speedup: float | None
+    summary: str
+
+
+@dataclass(frozen=True)
 class TestComparison:
     """One test present in both reports: its deltas and verdict.
 
@@ -234,6 +258,7 @@ class TestComparison:
     refused: tuple[str, ...] = ()
     refused_reason: str | None = None
     notes: tuple[str, ...] = ()
+    sweep: SweepDelta | None = None
 
 
 @dataclass(frozen=True)
@@ -953,6 +978,77 @@ def _compare_test(
         reason=reason, price=price, quality=quality, cost=cost, metrics=metrics,
         trial_groups=groups, missing_metrics=missing, time=time, flops=flops, energy=energy,
         co2e=co2e, refused=refused, refused_reason=refused_reason, notes=tuple(notes),
+        sweep=compare_sweeps(base.extra.get("sweep"), head.extra.get("sweep")),
+    )
+
+
+def _curve_points(payload: Mapping[str, Any]) -> list[tuple[float, float]]:
+    """(accuracy, FLOPs per example) of a sweep payload's curve and Pareto points."""
+    points = []
+    curve = payload.get("curve")
+    if isinstance(curve, Mapping):
+        accuracy, flops = curve.get("accuracy"), curve.get("flops_per_example")
+        if isinstance(accuracy, list) and isinstance(flops, list):
+            points += list(zip(accuracy, flops))
+    pareto = payload.get("pareto")
+    if isinstance(pareto, list):
+        points += [(p.get("accuracy"), p.get("flops_per_example"))
+                   for p in pareto if isinstance(p, Mapping)]
+    return [(float(a), float(f)) for a, f in points
+            if _num(a) is not None and _num(f) is not None and float(f) > 0]
+
+
+def _cheapest_at(points: Sequence[tuple[float, float]], target: float) -> float | None:
+    costs = [flops for accuracy, flops in points if accuracy >= target - 1e-12]
+    return min(costs) if costs else None
+
+
+def _measured_speedup(payload: Mapping[str, Any]) -> float | None:
+    measured = payload.get("measured")
+    for run in measured if isinstance(measured, list) else []:
+        if isinstance(run, Mapping) and run.get("batch_size") == 1:
+            return _num(run.get("measured_speedup"))
+    return None
+
+
+def compare_sweeps(base: object, head: object, *, drop: float = 0.01) -> SweepDelta | None:
+    """Compare two multi-exit sweep payloads at equal accuracy; None unless both are usable.
+
+    The payloads are untrusted report data: anything malformed yields None, never an error.
+
+    Examples
+    --------
+    >>> side = lambda acc, flops: {"full_model": {"accuracy": acc[-1]},
+    ...                            "curve": {"accuracy": acc, "flops_per_example": flops}}
+    >>> delta = compare_sweeps(side([0.90, 0.97, 0.98], [1e9, 2e9, 6e9]),
+    ...                        side([0.97, 0.98], [1e9, 6e9]))
+    >>> round(delta.target_accuracy, 2), delta.speedup_at_equal_accuracy
+    (0.97, 2.0)
+    """
+    if not isinstance(base, Mapping) or not isinstance(head, Mapping):
+        return None
+    full_b, full_h = base.get("full_model"), head.get("full_model")
+    acc_b = _num(full_b.get("accuracy")) if isinstance(full_b, Mapping) else None
+    acc_h = _num(full_h.get("accuracy")) if isinstance(full_h, Mapping) else None
+    points_b, points_h = _curve_points(base), _curve_points(head)
+    if acc_b is None or acc_h is None or not points_b or not points_h:
+        return None
+    target = acc_b - drop
+    flops_b, flops_h = _cheapest_at(points_b, target), _cheapest_at(points_h, target)
+    speedup = flops_b / flops_h if flops_b is not None and flops_h is not None else None
+    if speedup is not None:
+        summary = (f"at {target:.3f} accuracy (base full model - {drop * 100:g} pt) head needs "
+                   f"{_fmt(flops_h)} FLOPs/example vs {_fmt(flops_b)}: {speedup:.2f}x")
+    elif flops_h is None:
+        summary = f"head never reaches {target:.3f} accuracy (base full model - {drop * 100:g} pt)"
+    else:
+        summary = f"base never reaches {target:.3f} accuracy"
+    summary += f"; full model accuracy {acc_b:.3f} -> {acc_h:.3f}"
+    return SweepDelta(
+        target_accuracy=target, drop=drop, base_flops=flops_b, head_flops=flops_h,
+        speedup_at_equal_accuracy=speedup, base_full_accuracy=acc_b, head_full_accuracy=acc_h,
+        base_measured_speedup=_measured_speedup(base),
+        head_measured_speedup=_measured_speedup(head), summary=summary,
     )
 
 
@@ -1160,6 +1256,8 @@ def render_comparison(comparison: Comparison, width: int = 120) -> list[str]:
     for t in c.tests:
         why = t.price if t.price else t.reason
         lines.append(printable(f"{t.nodeid}: {t.verdict}: {why}"))
+        if t.sweep is not None:
+            lines.append(printable(f"{t.nodeid}: early-exit curve: {t.sweep.summary}"))
     lines.append(printable(f"TOTAL: {tot.verdict}: {tot.price or tot.reason}"))
     for trial in c.trials:
         lines.append(printable(f"trials {trial.group!r}: {trial.summary}"))

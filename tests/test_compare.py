@@ -317,3 +317,58 @@ def test_compare_never_raises_on_odd_figures(values: list[float | None],
     c = compare_reports(report(side(0, runs[0], flops[0])), report(side(4, runs[1], flops[1])))
     json.dumps(c.to_dict(), allow_nan=False)
     render_comparison(c)
+
+
+# --- multi-exit curves ---------------------------------------------------------------------
+
+
+def _sweep(accuracy: list[float], flops: list[float], measured: float | None = None) -> dict:
+    payload: dict = {"full_model": {"accuracy": accuracy[-1], "flops_per_example": flops[-1]},
+                     "curve": {"accuracy": accuracy, "flops_per_example": flops}}
+    if measured is not None:
+        payload["measured"] = [{"batch_size": 1, "measured_speedup": measured}]
+    return payload
+
+
+def test_sweep_speedup_at_equal_accuracy() -> None:
+    from pytest_greennlp.compare import compare_sweeps
+
+    base = _sweep([0.80, 0.95, 0.96, 0.97], [1.0, 2.0, 4.0, 8.0], measured=1.5)
+    head = _sweep([0.96, 0.97], [1.0, 8.0], measured=3.0)
+    delta = compare_sweeps(base, head)
+    assert delta is not None
+    assert delta.target_accuracy == pytest.approx(0.96)
+    assert (delta.base_flops, delta.head_flops, delta.speedup_at_equal_accuracy) == (4.0, 1.0, 4.0)
+    assert (delta.base_measured_speedup, delta.head_measured_speedup) == (1.5, 3.0)
+    assert "4.00x" in delta.summary and "0.970 -> 0.970" in delta.summary
+
+
+def test_sweep_head_never_reaches_target() -> None:
+    from pytest_greennlp.compare import compare_sweeps
+
+    delta = compare_sweeps(_sweep([0.9, 0.99], [1.0, 2.0]), _sweep([0.5, 0.9], [1.0, 2.0]))
+    assert delta is not None and delta.speedup_at_equal_accuracy is None
+    assert delta.summary.startswith("head never reaches 0.980")
+
+
+@pytest.mark.parametrize("bad", [None, "x", {}, {"full_model": {"accuracy": "high"}},
+                                 {"full_model": {"accuracy": 0.9}, "curve": {"accuracy": [0.9]}},
+                                 {"full_model": {"accuracy": 0.9},
+                                  "curve": {"accuracy": ["<b>"], "flops_per_example": [1.0]}}])
+def test_malformed_sweeps_are_ignored(bad: object) -> None:
+    from pytest_greennlp.compare import compare_sweeps
+
+    good = _sweep([0.9], [1.0])
+    assert compare_sweeps(bad, good) is None and compare_sweeps(good, bad) is None
+
+
+def test_sweep_delta_in_comparison_and_text() -> None:
+    from dataclasses import replace
+
+    base = report(replace(record("t::sweep"), extra={"sweep": _sweep([0.9, 0.97], [1.0, 4.0])}))
+    head = report(replace(record("t::sweep"), extra={"sweep": _sweep([0.97, 0.97], [1.0, 4.0])}))
+    comparison = compare_reports(base, head)
+    assert comparison.tests[0].sweep is not None
+    assert comparison.tests[0].sweep.speedup_at_equal_accuracy == pytest.approx(4.0)
+    assert any("early-exit curve" in line for line in render_comparison(comparison))
+    assert from_dict(Comparison, comparison.to_dict()) == comparison
