@@ -144,6 +144,18 @@ class Recorder:
         finally:
             run.exit_region()
 
+    def sweep(self, model: Any, data: Any, **options: Any) -> Any:
+        """Sweep a multi-exit model's thresholds and record the curve in the price tag.
+
+        Calls `pytest_greennlp.multiexit.record_sweep` (see it for ``options``: ``dev``
+        for temperature calibration, ``thresholds``, ``measured_thresholds``, ...) and
+        returns its `SweepResult`. The sweep runs without ``--green`` too (tests may
+        assert on it); it is recorded only when this test is being recorded.
+        """
+        from pytest_greennlp.multiexit import record_sweep
+
+        return record_sweep(self if self.test_run is not None else None, model, data, **options)
+
     def note(self, text: str) -> None:
         """Attach a short free-text note to the test's price tag."""
         if self._run is not None and self._run.recording:
