@@ -198,7 +198,7 @@ def load_bbcnews(
     # Validate the arguments.
     shares = _check_fractions(fractions)
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an integer, not {seed!r}.")
+        raise ValueError(f"seed must be an integer, not {seed!r}.")  # noqa: TRY004
     folder = Path(root) if root is not None else data_dir()
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder.")

@@ -20,6 +20,11 @@ model's own ``forward`` with hooks on those modules:
   left from every per-example tensor the layer receives (hidden states, attention
   mask, position ids), so the remaining examples continue in a smaller batch.
 
+Training: `MultiExitModel.forward` with labels returns the weighted sum of the exits'
+cross-entropies as ``.loss``, for a plain loop or ``transformers.Trainer``;
+`fit_heads` (a linear probe on frozen features) and `fine_tune` (a plain loop) are
+ready-made. `record_sweep` is what ``green.sweep(...)`` records into a price tag.
+
 This module imports torch and transformers; import it only where they are wanted. The
 math (temperature fit, ECE, sweeps, Pareto front) is in `pytest_greennlp.exits`.
 """
@@ -48,9 +53,9 @@ __all__ = [
     "Calibration",
     "EarlyExitOutput",
     "EncoderParts",
+    "Examples",
     "ExitCosts",
     "ExitHead",
-    "Examples",
     "InferenceRun",
     "MultiExitModel",
     "MultiExitOutput",
@@ -62,6 +67,7 @@ __all__ = [
     "exit_costs",
     "find_encoder_parts",
     "fine_tune",
+    "fit_heads",
     "packaged_model_dir",
     "record_sweep",
     "run_inference",
@@ -113,7 +119,8 @@ def _is_int(value: object) -> bool:
 
 def _check_threshold(threshold: object) -> float:
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)):
-        raise ValueError(f"threshold must be a number in (0, 1], not {threshold!r}.")
+        message = f"threshold must be a number in (0, 1], not {threshold!r}."
+        raise ValueError(message)  # noqa: TRY004
     value = float(threshold)
     if not 0.0 < value <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], not {value}.")
@@ -214,7 +221,7 @@ class _Pass:
         model: MultiExitModel,
         attention_mask: torch.Tensor | None,
         batch_size: int,
-        mode: Literal["collect", "exit", "full"],
+        mode: Literal["collect", "pool", "exit", "full"],
         threshold: float,
         stop: bool,
     ) -> None:
@@ -229,7 +236,7 @@ class _Pass:
         self.flow = self.active  # rows the hidden states carry now
         self.keep: torch.Tensor | None = None  # positions in `flow` still running
         self.collected: list[torch.Tensor] = []
-        if mode != "collect":
+        if mode in ("exit", "full"):
             self.logits = torch.zeros(batch_size, model.num_labels, device=device)
             self.exit_index = torch.full((batch_size,), -1, dtype=torch.long, device=device)
             self.confidence = torch.zeros(batch_size, dtype=torch.float64, device=device)
@@ -242,6 +249,11 @@ class _Pass:
                 return
             hidden = _hidden(output)
             mask = None if self.mask is None else self.mask.index_select(0, self.flow)
+            if self.mode == "pool":
+                self.collected.append(self.model.head(e).pool(hidden, mask))
+                if last and self.stop:
+                    raise _Stop
+                return
             logits = self.model.heads[e](hidden, mask)
             if self.mode == "collect":
                 self.collected.append(logits)
@@ -348,7 +360,8 @@ def find_encoder_parts(model: nn.Module) -> EncoderParts:
     # Validate the arguments.
     name = type(model).__name__
     if not isinstance(model, nn.Module):
-        raise ValueError(f"cannot wrap a {name}: expected a Hugging Face encoder module.")
+        message = f"cannot wrap a {name}: expected a Hugging Face encoder module."
+        raise ValueError(message)  # noqa: TRY004
     base: Any = getattr(model, "base_model", model)
     config = getattr(base, "config", None)
     if config is None or not hasattr(base, "get_input_embeddings"):
@@ -444,16 +457,18 @@ class ExitHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(in_features, num_labels)
 
+    def pool(self, hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Pooled features ``(batch, width)`` from hidden states ``(batch, length, width)``."""
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        if mask is None:
+            return hidden.mean(dim=1)
+        weights = mask.to(hidden.dtype).unsqueeze(-1)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``(batch, num_labels)`` from hidden states ``(batch, length, width)``."""
-        if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        elif mask is None:
-            pooled = hidden.mean(dim=1)
-        else:
-            weights = mask.to(hidden.dtype).unsqueeze(-1)
-            pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-        logits: torch.Tensor = self.classifier(self.dropout(pooled))
+        logits: torch.Tensor = self.classifier(self.dropout(self.pool(hidden, mask)))
         return logits
 
 
@@ -617,6 +632,7 @@ class MultiExitModel(nn.Module):
         )
         self.temperatures: torch.Tensor
         self.register_buffer("temperatures", torch.ones(len(layers)))
+        self.train(base.training)  # eval, as from_pretrained leaves an encoder
 
     # -- construction and persistence ------------------------------------------------
 
@@ -674,7 +690,7 @@ class MultiExitModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> MultiExitModel:
-        """Load a model written by `save_pretrained` (never downloads)."""
+        """Load a model written by `save_pretrained` (never downloads), in eval mode."""
         from safetensors.torch import load_file
         from transformers import AutoModel
 
@@ -704,7 +720,13 @@ class MultiExitModel(nn.Module):
         temperatures = tensors.pop("temperatures")
         model.heads.load_state_dict(tensors)
         model.set_temperatures(temperatures.tolist())
-        return model
+        return model.eval()
+
+    def head(self, e: int) -> ExitHead:
+        """The head of exit `e` (an index into `exit_layers`)."""
+        head = self.heads[e]
+        assert isinstance(head, ExitHead)
+        return head
 
     # -- passes ------------------------------------------------------------------------
 
@@ -717,7 +739,7 @@ class MultiExitModel(nn.Module):
     def _run(
         self,
         inputs: Mapping[str, Any],
-        mode: Literal["collect", "exit", "full"],
+        mode: Literal["collect", "pool", "exit", "full"],
         threshold: float = 1.0,
         stop: bool = True,
     ) -> _Pass:
@@ -893,7 +915,9 @@ def evaluate_calibration(
         raise ValueError("exit_logits must be a non-empty (n, exits, classes) array.")
     target = _check_labels(labels, array.shape[2], len(array))
     if len(temperatures) != array.shape[1]:
-        raise ValueError(f"temperatures must have {array.shape[1]} values, not {len(temperatures)}.")
+        raise ValueError(
+            f"temperatures must have {array.shape[1]} values, not {len(temperatures)}."
+        )
     before: list[float] = []
     after: list[float] = []
     for e, temperature in enumerate(temperatures):
@@ -982,7 +1006,8 @@ def encode(
 
 def _check_data(model: MultiExitModel, data: Examples) -> IntArray:
     if not isinstance(data, Examples):
-        raise ValueError(f"data must be Examples (see encode), not {type(data).__name__}.")
+        message = f"data must be Examples (see encode), not {type(data).__name__}."
+        raise ValueError(message)  # noqa: TRY004
     return _check_labels(list(data.labels), model.num_labels, len(data))
 
 
@@ -998,6 +1023,56 @@ def collect_exit_logits(model: MultiExitModel, data: Examples, *,
     finally:
         model.train(was_training)
     return np.concatenate(out, axis=0)
+
+
+def fit_heads(
+    model: MultiExitModel,
+    data: Examples,
+    *,
+    steps: int = 300,
+    lr: float = 1e-2,
+    weight_decay: float = 1e-4,
+    batch_size: int = 32,
+) -> list[float]:
+    """Fit every exit's linear layer on frozen features (a linear probe); return the losses.
+
+    One no-grad pass over `data` caches each exit's pooled features; the linear layers
+    then train full-batch with AdamW for `steps` steps, which costs next to nothing.
+    Run it before `fine_tune` so the fresh heads start from a good solution (linear
+    probing, then fine-tuning) instead of pulling the encoder around at first.
+    """
+    # Validate the arguments.
+    labels = torch.from_numpy(_check_data(model, data))
+    if not _is_int(steps) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, not {steps!r}.")
+
+    # Cache the pooled features.
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            per_batch = [model._run(inputs, "pool").collected
+                         for inputs, _ in data.batches(batch_size)]
+    finally:
+        model.train(was_training)
+    features = [torch.cat([batch[e] for batch in per_batch]) for e in range(len(model.heads))]
+
+    # Fit the linear layers.
+    classifiers = [model.head(e).classifier for e in range(len(model.exit_layers))]
+    optimizer = torch.optim.AdamW(
+        [p for c in classifiers for p in c.parameters()], lr=lr, weight_decay=weight_decay
+    )
+    losses: list[float] = []
+    for _ in range(steps):
+        loss = torch.stack(
+            [nn.functional.cross_entropy(c(features[e]), labels)
+             for e, c in enumerate(classifiers)]
+        ).sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    return losses
 
 
 def fine_tune(
@@ -1221,7 +1296,7 @@ def exit_costs(model: MultiExitModel, data: Examples | Mapping[str, torch.Tensor
     finally:
         model.train(was_training)
     by_module = count.by_module
-    root = f"_AllExits.inner.encoder"
+    root = "_AllExits.inner.encoder"
     layer_path = f"{root}.{model.parts.layers_name}"
     per_layer = [int(by_module.get(f"{layer_path}.{j}", 0))
                  for j in range(model.parts.num_layers)]
