@@ -30,7 +30,13 @@ from typing import Any
 import numpy as np
 
 from pytest_greennlp import evp
-from pytest_greennlp.compare import VERDICTS, Comparison, Delta, TestComparison
+from pytest_greennlp.compare import (
+    VERDICTS,
+    Comparison,
+    Delta,
+    TestComparison,
+    finite_number,
+)
 from pytest_greennlp.gate import GateResult
 from pytest_greennlp.records import Energy, Report, TestRecord, Trial
 
@@ -187,18 +193,8 @@ def is_sticky(body: str, key: str | None = None) -> bool:
 # --- numbers -----------------------------------------------------------------------------
 
 
-def _finite(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _si(value: object, unit: str = "") -> str:
-    number = _finite(value)
+    number = finite_number(value)
     if number is None:
         return "n/a"
     if number == 0:
@@ -218,7 +214,7 @@ def _pct(value: float | None) -> str:
 
 
 def _score(value: object) -> str:
-    number = _finite(value)
+    number = finite_number(value)
     return "n/a" if number is None else f"{number:.4g}"
 
 
@@ -328,9 +324,9 @@ def _energy_head(energy: Energy | None) -> str:
     if energy is None:
         return "n/a"
     cells = []
-    if _finite(energy.measured_j) is not None:
+    if finite_number(energy.measured_j) is not None:
         cells.append(f"{_si(energy.measured_j, 'J')} measured")
-    if _finite(energy.estimated_j) is not None:
+    if finite_number(energy.estimated_j) is not None:
         cells.append(f"{_si(energy.estimated_j, 'J')} estimated")
     return " + ".join(cells) or "n/a"
 
@@ -339,9 +335,9 @@ def _co2_head(record: TestRecord) -> str:
     if record.co2e is None:
         return "n/a"
     cells = []
-    if _finite(record.co2e.from_measured_g) is not None:
+    if finite_number(record.co2e.from_measured_g) is not None:
         cells.append(f"{_si(record.co2e.from_measured_g, 'g')} (measured)")
-    if _finite(record.co2e.from_estimated_g) is not None:
+    if finite_number(record.co2e.from_estimated_g) is not None:
         cells.append(f"{_si(record.co2e.from_estimated_g, 'g')} (estimated)")
     return " + ".join(cells) or "n/a"
 
@@ -449,7 +445,7 @@ def _head_table(head: Report, tests: Sequence[TestRecord], labels: Mapping[str, 
 
 def _decimal(value: object) -> str:
     """A plain decimal for Mermaid, whose grammar has no exponents (non-finite: 0)."""
-    number = _finite(value)
+    number = finite_number(value)
     if number is None:
         return "0"
     text = f"{number:.6g}"
@@ -489,7 +485,7 @@ def _charts(comparison: Comparison | None, head: Report, order: Sequence[Any],
                 delta = getattr(test, quantity)
                 if delta is None or delta.change == "n/a" or test.verdict == "incomparable":
                     continue
-                base, value = _finite(delta.base), _finite(delta.head)
+                base, value = finite_number(delta.base), finite_number(delta.head)
                 if base is None or value is None or base <= 0:
                     continue
                 points.append((labels[test.nodeid], 100.0 * value / base))
@@ -503,7 +499,7 @@ def _charts(comparison: Comparison | None, head: Report, order: Sequence[Any],
     else:
         tests = [t for t in order if isinstance(t, TestRecord)]
         points = [(labels[t.nodeid], t.timing.wall_s) for t in tests if t.timing is not None
-                  and _finite(t.timing.wall_s) is not None][:_MAX_CHART_TESTS]
+                  and finite_number(t.timing.wall_s) is not None][:_MAX_CHART_TESTS]
         if points:
             charts.append(_xychart("Time per test (s)", [p[0] for p in points], "seconds",
                                    [("bar", [p[1] for p in points])]))
@@ -524,7 +520,7 @@ def _groups(report: Report) -> dict[str, list[Trial]]:
 
 
 def _curve(trials: Sequence[Trial], ks: Sequence[int]) -> list[float] | None:
-    scores = [(_finite(t.score) if t.status == "ok" else None) for t in trials]
+    scores = [(finite_number(t.score) if t.status == "ok" else None) for t in trials]
     values = np.array([math.nan if s is None else s for s in scores], dtype=np.float64)
     if values.size == 0 or np.all(np.isnan(values)):
         return None
@@ -611,7 +607,7 @@ def _one_sweep(label: str, nodeid: str, payload: Mapping[str, Any]) -> str:
         for name, point in list(points.items())[:10]:
             if not isinstance(point, Mapping):
                 continue
-            speedup = _finite(point.get("speedup"))
+            speedup = finite_number(point.get("speedup"))
             lines.append(f"| {md(name, 40)} | {_score(point.get('threshold'))} | "
                          f"{_score(point.get('accuracy'))} | "
                          f"{_si(point.get('flops_per_example'))} | "
@@ -623,7 +619,7 @@ def _one_sweep(label: str, nodeid: str, payload: Mapping[str, Any]) -> str:
         for row in measured[:10]:
             if not isinstance(row, Mapping):
                 continue
-            ms, ps = _finite(row.get("measured_speedup")), _finite(row.get("predicted_speedup"))
+            ms, ps = finite_number(row.get("measured_speedup")), finite_number(row.get("predicted_speedup"))
             lines.append(f"| {md(row.get('name', '?'), 40)} ({_score(row.get('threshold'))}) | "
                          f"{_score(row.get('batch_size'))} | "
                          f"{'n/a' if ms is None else f'{ms:.2f}×'} | "
@@ -634,7 +630,7 @@ def _one_sweep(label: str, nodeid: str, payload: Mapping[str, Any]) -> str:
         pts = []
         for point in pareto:
             if isinstance(point, Mapping):
-                s, a = _finite(point.get("speedup")), _finite(point.get("accuracy"))
+                s, a = finite_number(point.get("speedup")), finite_number(point.get("accuracy"))
                 if s is not None and a is not None:
                     pts.append((s, a))
         pts = sorted(set(pts))

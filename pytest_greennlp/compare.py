@@ -84,6 +84,7 @@ __all__ = [
     "Verdict",
     "compare_reports",
     "compare_sweeps",
+    "finite_number",
     "compare_trials",
     "hardware_key",
     "printable",
@@ -308,8 +309,11 @@ class Comparison:
 # --- helper functions --------------------------------------------------------------------
 
 
-def _num(value: object) -> float | None:
-    """A finite float, or None (missing, non-finite or too large for a float)."""
+def finite_number(value: object) -> float | None:
+    """A finite float, or None (missing, non-finite or too large for a float).
+
+    For numbers read from untrusted report data (also used by `comment`).
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     try:
@@ -322,7 +326,7 @@ def _num(value: object) -> float | None:
 def _finite(values: Iterable[object]) -> tuple[float, ...]:
     out = []
     for value in values:
-        number = _num(value)
+        number = finite_number(value)
         if number is not None:
             out.append(number)
     return tuple(out)
@@ -344,7 +348,7 @@ def _large(base: float, head: float, pct: float | None, min_effect: float) -> bo
 def _exact_delta(
     quantity: Quantity, unit: str, base: object, head: object, method: str, min_effect: float
 ) -> Delta:
-    b, h = _num(base), _num(head)
+    b, h = finite_number(base), finite_number(head)
     if b is None or h is None:
         return _missing(quantity, unit, None, b, h, method)
     pct = _pct(b, h)
@@ -383,7 +387,7 @@ def _noisy_delta(
     alpha: float,
     min_effect: float,
 ) -> Delta:
-    b, h = _num(base), _num(head)
+    b, h = finite_number(base), finite_number(head)
     if b is None or h is None:
         return _missing(quantity, unit, basis, b, h, method)
     bs = _finite(base_samples) or (b,)
@@ -457,7 +461,7 @@ def _energy_methods(energy: Energy, measured: bool) -> tuple[str, ...]:
 
 def _bases(energy: Energy) -> str:
     have = [name for name, v in (("measured", energy.measured_j), ("estimated", energy.estimated_j))
-            if _num(v) is not None]
+            if finite_number(v) is not None]
     return " and ".join(have) or "none"
 
 
@@ -474,7 +478,7 @@ def _energy_deltas(
                 None, None)
     basis = None
     for name in ("measured", "estimated"):
-        if _num(getattr(be, f"{name}_j")) is not None and _num(getattr(he, f"{name}_j")) is not None:
+        if finite_number(getattr(be, f"{name}_j")) is not None and finite_number(getattr(he, f"{name}_j")) is not None:
             basis = name
             break
     if basis is None:
@@ -507,7 +511,7 @@ def _energy_deltas(
 
 
 def _scaled(samples: Sequence[float], grams: object, joules: object) -> tuple[float, ...]:
-    g, j = _num(grams), _num(joules)
+    g, j = finite_number(grams), finite_number(joules)
     if g is None or j is None or j == 0.0:
         return ()
     return _finite(s * g / j for s in samples)
@@ -532,7 +536,7 @@ def _metric_deltas(
             missing.append(bm.name)
             notes.append(f"metric {bm.name!r} is missing in head")
             continue
-        b, h = _num(bm.value), _num(hm.value)
+        b, h = finite_number(bm.value), finite_number(hm.value)
         quality: Quality = "unknown"
         difference = gain = None
         if bm.higher_is_better != hm.higher_is_better:
@@ -707,14 +711,14 @@ def _hardware_difference(base: Mapping[str, Any], head: Mapping[str, Any]) -> st
 def _trial_score(trial: Trial) -> float:
     if trial.status == "failed":
         return math.nan
-    score = _num(trial.score)
+    score = finite_number(trial.score)
     return math.nan if score is None else score
 
 
 def _trial_cost(trial: Trial, unit: str) -> float | None:
     if unit == "trials":
         return 1.0
-    value = _num(getattr(trial.cost, unit))
+    value = finite_number(getattr(trial.cost, unit))
     return value if value is not None and value >= 0.0 else None
 
 
@@ -995,7 +999,7 @@ def _curve_points(payload: Mapping[str, Any]) -> list[tuple[float, float]]:
         points += [(p.get("accuracy"), p.get("flops_per_example"))
                    for p in pareto if isinstance(p, Mapping)]
     return [(float(a), float(f)) for a, f in points
-            if _num(a) is not None and _num(f) is not None and float(f) > 0]
+            if finite_number(a) is not None and finite_number(f) is not None and float(f) > 0]
 
 
 def _cheapest_at(points: Sequence[tuple[float, float]], target: float) -> float | None:
@@ -1007,7 +1011,7 @@ def _measured_speedup(payload: Mapping[str, Any]) -> float | None:
     measured = payload.get("measured")
     for run in measured if isinstance(measured, list) else []:
         if isinstance(run, Mapping) and run.get("batch_size") == 1:
-            return _num(run.get("measured_speedup"))
+            return finite_number(run.get("measured_speedup"))
     return None
 
 
@@ -1028,8 +1032,8 @@ def compare_sweeps(base: object, head: object, *, drop: float = 0.01) -> SweepDe
     if not isinstance(base, Mapping) or not isinstance(head, Mapping):
         return None
     full_b, full_h = base.get("full_model"), head.get("full_model")
-    acc_b = _num(full_b.get("accuracy")) if isinstance(full_b, Mapping) else None
-    acc_h = _num(full_h.get("accuracy")) if isinstance(full_h, Mapping) else None
+    acc_b = finite_number(full_b.get("accuracy")) if isinstance(full_b, Mapping) else None
+    acc_h = finite_number(full_h.get("accuracy")) if isinstance(full_h, Mapping) else None
     points_b, points_h = _curve_points(base), _curve_points(head)
     if acc_b is None or acc_h is None or not points_b or not points_h:
         return None
