@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
@@ -34,6 +35,7 @@ __all__ = [
     "ExitRule",
     "ReliabilityDiagram",
     "Sweep",
+    "accuracy_drop_bound",
     "expected_calibration_error",
     "fit_temperature",
     "operating_point",
@@ -188,15 +190,16 @@ def _nll_slope(logits: FloatArray, labels: IntArray, u: float) -> tuple[float, f
 
 def _first_at_least(
     scores: FloatArray, correct: IntArray, thresholds: FloatArray
-) -> tuple[IntArray, IntArray]:
+) -> tuple[IntArray, IntArray, IntArray]:
     """Count correct answers and exits when each example leaves at its first score >= tau.
 
-    Returns ``n_correct`` (T,) and ``exit_counts`` (T, E). An example's exit changes only
-    at its prefix-maximum records: for ``m[e] = max(scores[:e + 1])``, it leaves at record
-    ``r`` for ``tau`` in ``(m[previous record], m[r]]`` and at the last exit above its
-    overall maximum. Each record is an event "from the exit taken just above this value,
-    to this exit"; the events with value >= tau are applied to the all-last-exit state
-    with suffix sums over the events sorted by value. O(n E log(n E) + T E log(n E)).
+    Returns ``n_correct`` (T,), ``exit_counts`` (T, E) and ``n_lost`` (T,), the examples
+    the last exit gets right and the exit taken gets wrong. An example's exit changes
+    only at its prefix-maximum records: for ``m[e] = max(scores[:e + 1])``, it leaves at
+    record ``r`` for ``tau`` in ``(m[previous record], m[r]]`` and at the last exit above
+    its overall maximum. Each record is an event "from the exit taken just above this
+    value, to this exit"; the events with value >= tau are applied to the all-last-exit
+    state with suffix sums over the events sorted by value. O(n E log(n E) + T E log(n E)).
     """
     n, n_exits = scores.shape
     last = n_exits - 1
@@ -219,10 +222,16 @@ def _first_at_least(
     start = np.searchsorted(sorted_values, thresholds, side="left")
     n_events = len(sorted_values)
 
-    delta_correct = (correct[rows, to_exit] - correct[rows, from_exit])[order]
-    suffix_correct = np.zeros(n_events + 1, dtype=np.int64)
-    suffix_correct[:-1] = np.cumsum(delta_correct[::-1])[::-1]
-    n_correct: IntArray = int(np.sum(correct[:, last])) + suffix_correct[start]
+    def applied(per_exit: IntArray) -> IntArray:
+        # Sum of per_exit[i, exit taken] over examples, at each threshold.
+        delta = (per_exit[rows, to_exit] - per_exit[rows, from_exit])[order]
+        suffix = np.zeros(n_events + 1, dtype=np.int64)
+        suffix[:-1] = np.cumsum(delta[::-1])[::-1]
+        total: IntArray = int(np.sum(per_exit[:, last])) + suffix[start]
+        return total
+
+    n_correct = applied(correct)
+    n_lost = applied((1 - correct) * correct[:, last:])
 
     exit_counts: IntArray = np.zeros((len(thresholds), n_exits), dtype=np.int64)
     exit_counts[:, last] = n
@@ -231,7 +240,7 @@ def _first_at_least(
         leave = np.sort(values[from_exit == e])
         exit_counts[:, e] += len(arrive) - np.searchsorted(arrive, thresholds, side="left")
         exit_counts[:, e] -= len(leave) - np.searchsorted(leave, thresholds, side="left")
-    return n_correct, exit_counts
+    return n_correct, exit_counts, n_lost
 
 
 def _make_sweep(
@@ -243,8 +252,9 @@ def _make_sweep(
     exit_costs: FloatArray,
 ) -> Sweep:
     n = scores.shape[0]
-    n_correct, exit_counts = _first_at_least(scores, correct, cut)
+    n_correct, exit_counts, n_lost = _first_at_least(scores, correct, cut)
     mean_cost = exit_counts @ exit_costs / n
+    full_correct = int(np.sum(correct[:, -1]))
     return Sweep(
         rule=rule,
         thresholds=thresholds.copy(),
@@ -254,6 +264,8 @@ def _make_sweep(
         speedup=exit_costs[-1] / mean_cost,
         full_model_accuracy=float(np.mean(correct[:, -1])),
         full_model_cost=float(exit_costs[-1]),
+        n_lost=n_lost,
+        n_gained=n_lost + n_correct - full_correct,
     )
 
 
@@ -313,6 +325,11 @@ class Sweep:
         Accuracy of the last exit alone (the full model).
     full_model_cost : float
         Cost of the last exit, ``exit_costs[-1]``.
+    n_lost : (T,) array of ints
+        Examples the full model gets right and the rule gets wrong.
+    n_gained : (T,) array of ints
+        Examples the rule gets right and the full model gets wrong. The accuracy drop
+        is ``(n_lost - n_gained) / n``; `accuracy_drop_bound` bounds it.
     """
 
     rule: ExitRule
@@ -323,6 +340,8 @@ class Sweep:
     speedup: FloatArray
     full_model_accuracy: float
     full_model_cost: float
+    n_lost: IntArray
+    n_gained: IntArray
 
     def __post_init__(self) -> None:
         for array in (
@@ -331,6 +350,8 @@ class Sweep:
             self.mean_cost,
             self.exit_counts,
             self.speedup,
+            self.n_lost,
+            self.n_gained,
         ):
             _readonly(array)
 
@@ -844,18 +865,104 @@ def pareto_front(cost: npt.ArrayLike, quality: npt.ArrayLike) -> npt.NDArray[np.
     return front
 
 
+def accuracy_drop_bound(result: Sweep, /, *, level: float = 0.95) -> FloatArray:
+    """Return an upper confidence bound on each threshold's accuracy drop vs the full model.
+
+    The drop ``full_model_accuracy - accuracy`` is ``(lost - gained) / n``, where
+    ``lost`` examples are right at the last exit and wrong at the exit taken, and
+    ``gained`` the reverse (``Sweep.n_lost``, ``Sweep.n_gained``). Only these ``m =
+    lost + gained`` discordant examples carry information about the difference, as in
+    McNemar's test [1]_: given ``m``, ``lost`` is binomial with a share ``pi`` of the
+    disagreements going against early exit, and the drop is ``m (2 pi - 1) / n``. The
+    bound plugs in the one-sided Wilson score upper bound on ``pi`` [2]_:
+    ``m (2 pi_upper - 1) / n``. It is 0 where the rule and the full model are right on
+    the same examples (``m = 0``), equals the observed drop ``m / n`` where every
+    disagreement is a loss, and otherwise lies above the observed drop.
+
+    Parameters
+    ----------
+    result : Sweep
+        The sweep, on data that played no part in training.
+    level : float, optional (default=0.95)
+        One-sided confidence level, at least 0.5 and below 1.
+
+    Returns
+    -------
+    array of floats, shape (T,)
+        Upper bound on the drop at each threshold, as a fraction (0.01 is one point);
+        negative where the rule is significantly better than the full model.
+
+    Notes
+    -----
+    The bound is conditional on the number of disagreements: it does not account for
+    how often a fresh sample would disagree, so it says nothing beyond the data when
+    ``m = 0``. With a few hundred examples no bound that also covers that variation can
+    certify a drop below half a point (zero disagreements in 445 examples still allow a
+    disagreement rate of 0.67 % at 95 %).
+
+    References
+    ----------
+    .. [1] McNemar, Quinn. "Note on the Sampling Error of the Difference between
+       Correlated Proportions or Percentages." Psychometrika 12, no. 2 (1947).
+    .. [2] Wilson, Edwin B. "Probable Inference, the Law of Succession, and Statistical
+       Inference." Journal of the American Statistical Association 22, no. 158 (1927).
+
+    Examples
+    --------
+    Ten examples, all right at the last exit but one, which the first exit gets right
+    (confidence 0.9); one more is wrong at the first exit (confidence 0.7). At 0.8 one
+    gain and no loss bound the drop at ``(z**2 - 1) / (z**2 + 1) / 10`` (``z`` the 95 %
+    normal quantile); at 0.6 the gain and the loss cancel, and the bound is wider:
+
+    >>> result = sweep([[0.9, 0.5], [0.7, 0.5]] + [[0.1, 0.9]] * 8,
+    ...                [[0, 1], [1, 0]] + [[0, 0]] * 8, [0] * 10, [1.0, 2.0],
+    ...                thresholds=[0.95, 0.8, 0.6])
+    >>> result.n_lost.tolist(), result.n_gained.tolist()
+    ([0, 0, 1], [0, 1, 1])
+    >>> z2 = NormalDist().inv_cdf(0.95) ** 2
+    >>> accuracy_drop_bound(result).round(4).tolist(), round((z2 - 1) / (z2 + 1) / 10, 4)
+    ([0.0, 0.046, 0.1517], 0.046)
+    """
+    # Validate the arguments.
+    if not (isinstance(level, (int, float)) and 0.5 <= level < 1):
+        raise ValueError("level must be at least 0.5 and below 1.")
+
+    # Wilson's upper bound on the share of disagreements that are losses.
+    n = int(np.sum(result.exit_counts[0]))
+    lost = result.n_lost.astype(np.float64)
+    disagree = lost + result.n_gained
+    z = NormalDist().inv_cdf(level)
+    m = np.maximum(disagree, 1.0)
+    share = lost / m
+    center = share + z * z / (2 * m)
+    spread = z * np.sqrt(share * (1 - share) / m + z * z / (4 * m * m))
+    upper = np.minimum((center + spread) / (1 + z * z / m), 1.0)
+    bound: FloatArray = np.where(disagree > 0, disagree * (2 * upper - 1) / n, 0.0)
+    return bound
+
+
 def operating_point(
     result: Sweep,
     /,
     *,
     max_accuracy_drop: float = 0.01,
     reference_accuracy: float | None = None,
+    level: float | None = None,
 ) -> int:
     """Return the index of the cheapest threshold that keeps accuracy near the reference.
 
-    The chosen threshold has the lowest ``mean_cost`` among those with
-    ``accuracy >= reference_accuracy - max_accuracy_drop`` (up to a 1e-12 rounding
+    With ``level=None`` the chosen threshold has the lowest ``mean_cost`` among those
+    with ``accuracy >= reference_accuracy - max_accuracy_drop`` (up to a 1e-12 rounding
     tolerance); among equally cheap ones, the most accurate, then the first.
+
+    A threshold picked that way on a few hundred dev examples often loses more on new
+    data: the cheapest threshold that passes is the one whose luck was best. With a
+    `level`, a threshold qualifies only when the upper confidence bound on its drop
+    (`accuracy_drop_bound`) is within `max_accuracy_drop`, and the thresholds are tested
+    in a fixed sequence, from the most expensive (the full model) to the cheapest,
+    stopping at the first that fails, as in Learn then Test [1]_ (used for early exit by
+    CALM [2]_): a cheap threshold where gains happen to cancel losses is never reached
+    past a more expensive one that fails. The choice is then the cheapest that passed.
 
     Parameters
     ----------
@@ -865,12 +972,25 @@ def operating_point(
         Largest acceptable loss of accuracy, as a fraction (0.01 is one point).
     reference_accuracy : float or None, optional (default=None)
         Accuracy to stay close to; ``None`` means the full model's,
-        ``result.full_model_accuracy`` (the last exit alone).
+        ``result.full_model_accuracy`` (the last exit alone). Not with `level`, whose
+        bound is always against the full model.
+    level : float or None, optional (default=None)
+        One-sided confidence level of the bound (e.g. 0.95), at least 0.5 and below 1;
+        ``None`` compares the observed accuracies.
 
     Returns
     -------
     int
         An index into ``result.thresholds``.
+
+    References
+    ----------
+    .. [1] Angelopoulos, Anastasios N., Stephen Bates, Emmanuel J. Candes, Michael I.
+       Jordan, and Lihua Lei. "Learn then Test: Calibrating Predictive Algorithms to
+       Achieve Risk Control." arXiv:2110.01052 (2021).
+    .. [2] Schuster, Tal, Adam Fisch, Jai Gupta, Mostafa Dehghani, Dara Bahri, Vinh Q.
+       Tran, Yi Tay, and Donald Metzler. "Confident Adaptive Language Modeling."
+       NeurIPS (2022).
 
     Examples
     --------
@@ -881,6 +1001,10 @@ def operating_point(
     ...                thresholds=[0.5, 0.8, 0.93, 1.0])
     >>> operating_point(result), operating_point(result, max_accuracy_drop=0.2)
     (2, 1)
+    >>> accuracy_drop_bound(result).tolist()  # every disagreement is a loss
+    [0.6, 0.2, 0.0, 0.0]
+    >>> operating_point(result, max_accuracy_drop=0.2, level=0.95)
+    1
     """
     # Validate the arguments.
     if not (math.isfinite(max_accuracy_drop) and max_accuracy_drop >= 0):
@@ -891,6 +1015,21 @@ def operating_point(
         reference = float(reference_accuracy)
     else:
         raise ValueError("reference_accuracy must be between 0 and 1, inclusive.")
+    if level is not None:
+        if reference_accuracy is not None:
+            raise ValueError("reference_accuracy cannot be combined with level: the bound "
+                             "is on the drop from the full model.")
+        bound = accuracy_drop_bound(result, level=level)
+
+        # Test from the most expensive threshold down; keep those before the first failure.
+        order = np.lexsort((np.arange(len(bound)), -result.mean_cost))
+        passed = bound[order] <= max_accuracy_drop + _ACCURACY_TOL
+        tested = order[: int(np.argmin(passed))] if not np.all(passed) else order
+        if len(tested) == 0:
+            raise ValueError(f"no threshold has a {level:g}-level upper bound on its accuracy "
+                             f"drop within {max_accuracy_drop}.")
+        best = np.lexsort((tested, -result.accuracy[tested], result.mean_cost[tested]))[0]
+        return int(tested[best])
 
     # Pick the cheapest qualifying threshold.
     floor = reference - max_accuracy_drop

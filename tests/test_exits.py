@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from pytest_greennlp.exits import (
     Sweep,
+    accuracy_drop_bound,
     expected_calibration_error,
     fit_temperature,
     operating_point,
@@ -62,6 +63,19 @@ def naive_sweep(
     return np.array(accuracy), np.array(mean_cost), np.array(counts, dtype=np.int64)
 
 
+def naive_exit_index(confidence: Any, tau: float) -> npt.NDArray[np.int64]:
+    """Exit index per example under the confidence rule, looping as the model does."""
+    conf = np.asarray(confidence, dtype=np.float64)
+    n, n_exits = conf.shape
+    out = np.full(n, n_exits - 1, dtype=np.int64)
+    for i in range(n):
+        for e in range(n_exits):
+            if conf[i, e] >= tau:
+                out[i] = e
+                break
+    return out
+
+
 def entropy_of(prob: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     result: npt.NDArray[np.float64] = -np.sum(prob * np.log(np.where(prob > 0, prob, 1.0)), axis=-1)
     return result
@@ -104,10 +118,14 @@ def check_against_exits(
     cost = np.asarray(costs, dtype=np.float64)
     n, n_exits = pred.shape
     rows = np.arange(n)
+    full = pred[:, -1] == target
     for t, exit_ in enumerate(exits):
         assert result.exit_counts[t].tolist() == np.bincount(exit_, minlength=n_exits).tolist()
         assert result.accuracy[t] == np.sum(pred[rows, exit_] == target) / n
         assert result.mean_cost[t] == pytest.approx(np.mean(cost[exit_]), rel=1e-12)
+        hit = pred[rows, exit_] == target
+        assert result.n_lost[t] == np.sum(full & ~hit)
+        assert result.n_gained[t] == np.sum(~full & hit)
 
 
 def nll(logits: npt.NDArray[np.float64], labels: Any, temperature: float) -> float:
@@ -248,6 +266,9 @@ def test_sweep_worked_example() -> None:
     assert result.exit_counts.tolist() == [[5, 0, 0], [2, 1, 2], [1, 0, 4], [0, 0, 5]]
     np.testing.assert_allclose(result.speedup, [4.0, 4 / 2.4, 4 / 3.4, 1.0])
     assert result.full_model_accuracy == 1.0 and result.full_model_cost == 4.0
+    # The full model is right on all five, so every disagreement is a loss.
+    assert result.n_lost.tolist() == [3, 1, 0, 0]
+    assert result.n_gained.tolist() == [0, 0, 0, 0]
 
 
 def test_sweep_worked_example_with_string_labels() -> None:
@@ -300,6 +321,8 @@ def test_sweep_matches_naive_simulation(
         np.testing.assert_allclose(result.mean_cost, mean_cost, rtol=1e-12)
         np.testing.assert_allclose(result.speedup, costs[-1] / mean_cost, rtol=1e-12)
         assert result.full_model_accuracy == np.mean(pred[:, -1] == labels)
+        exits = [naive_exit_index(conf, tau) for tau in result.thresholds]
+        check_against_exits(result, np.array(exits), pred, labels, costs)
 
 
 # entropy and patience rules
@@ -394,6 +417,65 @@ def test_operating_point_prefers_accuracy_among_equal_costs() -> None:
     result = sweep([[0.9, 0.95], [0.6, 0.7]], [[0, 0], [0, 1]], [0, 1], [1.0, 1.0], [0.5, 0.8])
     assert result.mean_cost.tolist() == [1.0, 1.0]
     assert operating_point(result, max_accuracy_drop=0.5) == 1
+
+
+# two losses (confidence 0.9 at exit 0), six gains (0.5), twelve agreements (0.1)
+BOUND_CONFIDENCE = [[0.9, 0.9]] * 2 + [[0.5, 0.9]] * 6 + [[0.1, 0.9]] * 12
+BOUND_PREDICTION = [[1, 0]] * 2 + [[0, 1]] * 6 + [[0, 0]] * 12
+
+
+def test_accuracy_drop_bound_by_hand() -> None:
+    result = sweep(BOUND_CONFIDENCE, BOUND_PREDICTION, [0] * 20, [1.0, 2.0], [1.0, 0.8, 0.4])
+    assert result.n_lost.tolist() == [0, 2, 2] and result.n_gained.tolist() == [0, 0, 6]
+    np.testing.assert_allclose(result.accuracy, [0.7, 0.6, 0.9])
+    # Wilson's upper bound on the loss share 2/8 with z = 1.6449 (one-sided 95 %):
+    # (0.25 + z^2/16 + z sqrt(0.25 * 0.75 / 8 + z^2 / 256)) / (1 + z^2 / 8) = 0.53985,
+    # so the drop is at most 8 (2 * 0.53985 - 1) / 20 = 0.03188; observed -0.2.
+    bound = accuracy_drop_bound(result)
+    assert bound[0] == 0.0 and bound[1] == pytest.approx(0.1, abs=1e-15)  # all losses
+    assert bound[2] == pytest.approx(0.03188, abs=1e-5)
+    # A higher level gives a wider bound where the share is uncertain, never below the
+    # observed drop.
+    wide = accuracy_drop_bound(result, level=0.99)
+    assert wide[2] > bound[2] > -0.2 and wide[1] == bound[1]
+
+
+def test_accuracy_drop_bound_one_gain_is_not_significant() -> None:
+    # One gain, no loss, n = 10: pi_upper = z^2 / (1 + z^2) and the bound is
+    # (z^2 - 1) / (z^2 + 1) / 10 > 0 although the observed drop is -0.1.
+    result = sweep([[0.9, 0.5]] + [[0.1, 0.9]] * 9, [[0, 1]] + [[0, 0]] * 9, [0] * 10,
+                   [1.0, 2.0], [0.8])
+    z2 = 1.6448536269514722**2
+    assert accuracy_drop_bound(result).tolist() == pytest.approx([(z2 - 1) / (z2 + 1) / 10])
+    assert result.accuracy[0] - result.full_model_accuracy == pytest.approx(0.1)
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(outputs=exit_outputs())
+def test_accuracy_drop_bound_is_above_the_observed_drop(
+    outputs: tuple[Any, Any, Any, Any]
+) -> None:
+    conf, pred, labels, costs = outputs
+    result = sweep(conf, pred, labels, costs)
+    drop = result.full_model_accuracy - result.accuracy
+    bound = accuracy_drop_bound(result)
+    assert np.all(bound >= drop - 1e-12)
+    assert np.all(bound <= (result.n_lost + result.n_gained) / len(labels) + 1e-12)
+    assert np.all((bound == 0) == (result.n_lost + result.n_gained == 0))
+
+
+def test_operating_point_with_level_stops_at_the_first_failure() -> None:
+    result = sweep(BOUND_CONFIDENCE, BOUND_PREDICTION, [0] * 20, [1.0, 2.0], [1.0, 0.8, 0.4])
+    # Observed accuracies: the cheapest threshold (0.4) is the most accurate.
+    assert operating_point(result, max_accuracy_drop=0.05) == 2
+    # Its bound (0.032) passes, but 0.8 (bound 0.1) fails first in the sequence from the
+    # full model down, so the sequence stops at the full model.
+    assert operating_point(result, max_accuracy_drop=0.05, level=0.95) == 0
+    # Allowing 0.1 lets the sequence through 0.8 to 0.4.
+    assert operating_point(result, max_accuracy_drop=0.1, level=0.95) == 2
+    reordered = sweep(BOUND_CONFIDENCE, BOUND_PREDICTION, [0] * 20, [1.0, 2.0],
+                      [0.4, 1.0, 0.8])
+    assert operating_point(reordered, max_accuracy_drop=0.05, level=0.95) == 1
 
 
 # every error message
@@ -584,3 +666,18 @@ def test_operating_point_error_messages() -> None:
         operating_point(result, reference_accuracy=1.5)
     with pytest.raises(ValueError, match=msg("no threshold has accuracy within 0.01 of 1.0.")):
         operating_point(result)
+    with pytest.raises(
+        ValueError,
+        match=msg("no threshold has a 0.95-level upper bound on its accuracy drop within 0.01."),
+    ):
+        operating_point(result, level=0.95)
+    with pytest.raises(ValueError, match=msg(
+        "reference_accuracy cannot be combined with level: the bound is on the drop from "
+        "the full model."
+    )):
+        operating_point(result, reference_accuracy=0.9, level=0.95)
+    for level in (0.4, 1.0, math.nan):
+        with pytest.raises(ValueError, match=msg("level must be at least 0.5 and below 1.")):
+            operating_point(result, level=level)
+        with pytest.raises(ValueError, match=msg("level must be at least 0.5 and below 1.")):
+            accuracy_drop_bound(result, level=level)
