@@ -36,6 +36,8 @@ __all__ = [
     "ReliabilityDiagram",
     "Sweep",
     "accuracy_drop_bound",
+    "ece_change_interval",
+    "ece_noise_floor",
     "expected_calibration_error",
     "fit_temperature",
     "operating_point",
@@ -174,6 +176,27 @@ def _reliability(conf: FloatArray, hit: FloatArray, n_bins: int) -> ReliabilityD
     return ReliabilityDiagram(
         edges=edges, count=count, mean_confidence=mean_confidence, accuracy=accuracy
     )
+
+
+def _ece_rows(conf: FloatArray, hit: FloatArray, n_bins: int) -> FloatArray:
+    # ECE of each row of (R, n) arrays: sum over bins of |sum(hit) - sum(conf)| / n.
+    n_rows, n = conf.shape
+    key = _bin_index(conf.ravel(), _bin_edges(n_bins)) + np.repeat(
+        np.arange(n_rows) * n_bins, n
+    )
+    size = n_rows * n_bins
+    gap = np.bincount(key, weights=hit.ravel(), minlength=size) - np.bincount(
+        key, weights=conf.ravel(), minlength=size
+    )
+    result: FloatArray = np.sum(np.abs(gap.reshape(n_rows, n_bins)), axis=1) / n
+    return result
+
+
+def _check_resampling(level: float, count: int, name: str) -> None:
+    if not (isinstance(level, (int, float)) and 0 < level < 1):
+        raise ValueError("level must be between 0 and 1, exclusive.")
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+        raise ValueError(f"{name} must be a positive integer.")
 
 
 def _nll_slope(logits: FloatArray, labels: IntArray, u: float) -> tuple[float, float]:
@@ -596,6 +619,127 @@ def expected_calibration_error(
     filled = diagram.count > 0
     gap = np.abs(diagram.accuracy[filled] - diagram.mean_confidence[filled])
     return float(np.sum(diagram.count[filled] * gap) / np.sum(diagram.count))
+
+
+def ece_noise_floor(
+    confidence: npt.ArrayLike, n_bins: int = 15, *, n_draws: int = 1000, seed: int = 0
+) -> float:
+    """Return the mean ECE of a perfectly calibrated model with these confidences.
+
+    The binned ECE is biased upwards on finite data: even when each prediction is right
+    with exactly its confidence, the per-bin accuracies scatter around the confidences.
+    This draws ``correct ~ Bernoulli(confidence)`` `n_draws` times and averages the
+    ECE, the level below which no calibration method can be seen to help on this many
+    examples [1]_.
+
+    Parameters
+    ----------
+    confidence : array of floats, shape (n,)
+        Confidence of each prediction, between 0 and 1; ``n >= 1``.
+    n_bins : int, optional (default=15)
+        As in `expected_calibration_error`.
+    n_draws : int, optional (default=1000)
+        Number of simulated label sets.
+    seed : int, optional (default=0)
+        Seed of the random generator, so the result is reproducible.
+
+    Returns
+    -------
+    float
+
+    References
+    ----------
+    .. [1] Roelofs, Rebecca, Nicholas Cain, Jonathon Shlens, and Michael C. Mozer.
+       "Mitigating Bias in Calibration Error Estimation." AISTATS (2022).
+
+    Examples
+    --------
+    Two predictions at 0.5: the ECE is ``|k / 2 - 0.5|`` with ``k ~ Binomial(2, 0.5)``,
+    0.5 with probability 1/2, so 0.25 on average:
+
+    >>> round(ece_noise_floor([0.5, 0.5], n_draws=20000), 2)
+    0.25
+    >>> ece_noise_floor([1.0, 1.0, 1.0])
+    0.0
+    """
+    # Validate the arguments.
+    conf, _ = _check_confidence_1d(confidence, np.ones(np.shape(confidence)), n_bins)
+    _check_resampling(0.5, n_draws, "n_draws")
+
+    # Simulate calibrated labels.
+    rng = np.random.default_rng(seed)
+    rows = np.broadcast_to(conf, (n_draws, len(conf)))
+    hits = (rng.random(rows.shape) < rows).astype(np.float64)
+    return float(np.mean(_ece_rows(np.ascontiguousarray(rows), hits, int(n_bins))))
+
+
+def ece_change_interval(
+    confidence_before: npt.ArrayLike,
+    correct_before: npt.ArrayLike,
+    confidence_after: npt.ArrayLike,
+    correct_after: npt.ArrayLike,
+    n_bins: int = 15,
+    *,
+    level: float = 0.95,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Return a bootstrap interval for the change in ECE, after minus before calibration.
+
+    The examples are resampled with replacement, the same ones for both sides (a paired
+    bootstrap), and the interval is the percentile interval of ``ECE(after) -
+    ECE(before)`` over the resamples. An interval that holds 0 means these data cannot
+    tell the two apart.
+
+    Parameters
+    ----------
+    confidence_before, confidence_after : array of floats, shape (n,)
+        Confidence of each prediction before and after calibration, between 0 and 1.
+    correct_before, correct_after : array of bools or 0/1, shape (n,)
+        Whether each prediction is right (the same when calibration keeps the
+        predictions, as temperature scaling does).
+    n_bins : int, optional (default=15)
+        As in `expected_calibration_error`.
+    level : float, optional (default=0.95)
+        Two-sided coverage, between 0 and 1, exclusive.
+    n_resamples : int, optional (default=1000)
+    seed : int, optional (default=0)
+        Seed of the random generator, so the result is reproducible.
+
+    Returns
+    -------
+    (float, float)
+        Lower and upper ends of the interval.
+
+    Examples
+    --------
+    >>> ece_change_interval([0.9, 0.8], [1, 0], [0.9, 0.8], [1, 0])
+    (0.0, 0.0)
+
+    Half of 100 predictions right, at confidence 0.9 before and 0.5 after: a resample
+    with accuracy ``h`` has ECE ``0.9 - h`` before and ``|h - 0.5|`` after, a change of
+    -0.4 for ``h <= 0.5`` and ``2 h - 1.4`` above; ``h`` rarely exceeds 0.6:
+
+    >>> low, high = ece_change_interval([0.9] * 100, [1, 0] * 50, [0.5] * 100, [1, 0] * 50)
+    >>> round(low, 6), round(high, 6)
+    (-0.4, -0.2)
+    """
+    # Validate the arguments.
+    before, hit_before = _check_confidence_1d(confidence_before, correct_before, n_bins)
+    after, hit_after = _check_confidence_1d(confidence_after, correct_after, n_bins)
+    if after.shape != before.shape:
+        raise ValueError(f"confidence_after must have shape {before.shape}, not {after.shape}.")
+    _check_resampling(level, n_resamples, "n_resamples")
+
+    # Resample the examples, the same for both sides.
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(before), size=(n_resamples, len(before)))
+    change = _ece_rows(after[index], hit_after[index], int(n_bins)) - _ece_rows(
+        before[index], hit_before[index], int(n_bins)
+    )
+    tail = 50 * (1 - level)
+    low, high = np.percentile(change, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def sweep(

@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from pytest_greennlp.exits import (
     Sweep,
     accuracy_drop_bound,
+    ece_change_interval,
+    ece_noise_floor,
     expected_calibration_error,
     fit_temperature,
     operating_point,
@@ -417,6 +419,54 @@ def test_operating_point_prefers_accuracy_among_equal_costs() -> None:
     result = sweep([[0.9, 0.95], [0.6, 0.7]], [[0, 0], [0, 1]], [0, 1], [1.0, 1.0], [0.5, 0.8])
     assert result.mean_cost.tolist() == [1.0, 1.0]
     assert operating_point(result, max_accuracy_drop=0.5) == 1
+
+
+# ECE noise: floor and paired bootstrap
+
+
+def test_ece_noise_floor_by_hand() -> None:
+    # Two predictions at 0.5: ECE |k/2 - 0.5| with k ~ Binomial(2, 1/2) is 0.5 half the time.
+    assert ece_noise_floor([0.5, 0.5], n_draws=20000) == pytest.approx(0.25, abs=0.01)
+    assert ece_noise_floor([1.0, 1.0, 1.0]) == 0.0  # always right: no scatter
+    # One prediction at 0.8: ECE 0.2 when right (p = 0.8), 0.8 when wrong: mean 0.32.
+    assert ece_noise_floor([0.8], n_draws=20000) == pytest.approx(0.32, abs=0.01)
+
+
+def test_ece_noise_floor_matches_naive_draws() -> None:
+    conf = np.linspace(0.3, 1.0, 37)
+    rng = np.random.default_rng(7)
+    hits = rng.random((50, len(conf))) < conf
+    naive = np.mean([expected_calibration_error(conf, row, n_bins=10) for row in hits])
+    assert ece_noise_floor(conf, 10, n_draws=50, seed=7) == pytest.approx(naive, abs=1e-12)
+
+
+def test_ece_change_interval_matches_naive_resampling() -> None:
+    before = np.linspace(0.4, 1.0, 30)
+    after = np.sqrt(before)
+    correct = (np.arange(30) % 4 != 0)
+    rng = np.random.default_rng(3)
+    index = rng.integers(0, 30, size=(200, 30))
+    change = [
+        expected_calibration_error(after[i], correct[i]) - expected_calibration_error(before[i], correct[i])
+        for i in index
+    ]
+    expected = np.percentile(change, [5.0, 95.0])
+    got = ece_change_interval(before, correct, after, correct, level=0.9, n_resamples=200, seed=3)
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+    assert ece_change_interval(before, correct, before, correct) == (0.0, 0.0)
+
+
+def test_ece_resampling_error_messages() -> None:
+    with pytest.raises(ValueError, match=msg("level must be between 0 and 1, exclusive.")):
+        ece_change_interval([0.5], [1], [0.5], [1], level=1.0)
+    with pytest.raises(ValueError, match=msg("n_resamples must be a positive integer.")):
+        ece_change_interval([0.5], [1], [0.5], [1], n_resamples=0)
+    with pytest.raises(ValueError, match=msg("confidence_after must have shape (1,), not (2,).")):
+        ece_change_interval([0.5], [1], [0.5, 0.6], [1, 0])
+    with pytest.raises(ValueError, match=msg("n_draws must be a positive integer.")):
+        ece_noise_floor([0.5], n_draws=True)
+    with pytest.raises(ValueError, match=msg("confidence must be between 0 and 1, inclusive.")):
+        ece_noise_floor([1.5])
 
 
 # two losses (confidence 0.9 at exit 0), six gains (0.5), twelve agreements (0.1)
