@@ -45,8 +45,90 @@ Outcome = Literal["passed", "failed", "skipped", "error", "xfailed", "xpassed"]
 TrialStatus = Literal["ok", "failed", "stopped"]
 
 
-@dataclass(frozen=True)
-class EnergyPart:
+@typing.dataclass_transform(eq_default=True, frozen_default=True, field_specifiers=(field,))
+class _Record:
+    """Base of every record: a dataclass that is immutable and compared and hashed by value.
+
+    Subclasses are processed by `dataclasses.dataclass` when they are defined, so
+    ``dataclasses.fields``, ``replace`` and ``is_dataclass`` work on them, and
+    assignment raises ``dataclasses.FrozenInstanceError``. Their ``__init__``, ``__eq__``,
+    ``__hash__``, ``__repr__`` and immutability are this class's methods rather than code
+    that `dataclasses` generates and compiles for every class: for these 16 classes that
+    compiling took about 20 ms, the largest fixed cost of ``pytest --green``.
+    """
+
+    __slots__ = ()
+    _names: typing.ClassVar[tuple[str, ...]] = ()
+    _name_set: typing.ClassVar[frozenset[str]] = frozenset()
+    _optional: typing.ClassVar[tuple[tuple[str, Any, Any], ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        dataclass(init=False, repr=False, eq=False)(cls)
+        fields = dataclasses.fields(cls)
+        cls._names = tuple(f.name for f in fields)
+        cls._name_set = frozenset(cls._names)
+        cls._optional = tuple(
+            (f.name, f.default, f.default_factory)
+            for f in fields
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # ``kwargs`` is a new dict on every call: with every field given by keyword (how
+        # the session builds records, once per test) it becomes the instance's __dict__.
+        if args or kwargs.keys() != self._name_set:
+            kwargs = self._bind(args, kwargs)
+        object.__setattr__(self, "__dict__", kwargs)
+
+    @classmethod
+    def _bind(cls, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Map positional and keyword arguments to fields and fill in defaults, like a dataclass."""
+        names = cls._names
+        if len(args) > len(names):
+            raise TypeError(f"{cls.__name__}() takes {len(names)} positional arguments "
+                            f"but {len(args)} were given")
+        if not kwargs.keys() <= cls._name_set:
+            unknown = sorted(kwargs.keys() - cls._name_set)[0]
+            raise TypeError(f"{cls.__name__}() got an unexpected keyword argument {unknown!r}")
+        values = dict(zip(names, args))
+        if not values.keys().isdisjoint(kwargs):
+            twice = sorted(values.keys() & kwargs.keys())[0]
+            raise TypeError(f"{cls.__name__}() got multiple values for argument {twice!r}")
+        values.update(kwargs)
+        for name, default, factory in cls._optional:
+            if name not in values:
+                values[name] = default if factory is dataclasses.MISSING else factory()
+        if len(values) < len(names):
+            missing = next(n for n in names if n not in values)
+            raise TypeError(f"{cls.__name__}() missing required argument {missing!r}")
+        return values
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def _values(self) -> tuple[Any, ...]:
+        values = self.__dict__
+        return tuple([values[name] for name in self._names])
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == typing.cast(_Record, other)._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        values = self.__dict__
+        inner = ", ".join(f"{name}={values[name]!r}" for name in self._names)
+        return f"{type(self).__qualname__}({inner})"
+
+
+class EnergyPart(_Record):
     """Energy of one domain (``cpu``, ``ram``, ``gpu:<uuid>``) from one reader."""
 
     domain: str
@@ -57,8 +139,7 @@ class EnergyPart:
     scope: Literal["machine", "process"]
 
 
-@dataclass(frozen=True)
-class Energy:
+class Energy(_Record):
     """Energy of a window, measured and estimated joules kept apart.
 
     ``measured_j`` sums the parts read from counters or power sensors, ``estimated_j``
@@ -75,16 +156,14 @@ class Energy:
     attribution: str = "window"
 
 
-@dataclass(frozen=True)
-class Emissions:
+class Emissions(_Record):
     """CO2-equivalent grams: energy x PUE x grid intensity, per energy basis."""
 
     from_measured_g: float | None
     from_estimated_g: float | None
 
 
-@dataclass(frozen=True)
-class Timing:
+class Timing(_Record):
     """Wall and process CPU time of the measured runs (median, and every sample)."""
 
     wall_s: float
@@ -95,8 +174,7 @@ class Timing:
     synchronized: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Flops:
+class Flops(_Record):
     """Floating-point operations; 1 multiply-add = 2 FLOPs."""
 
     forward: int
@@ -106,8 +184,7 @@ class Flops:
     convention: str = "1 multiply-add = 2 FLOPs"
 
 
-@dataclass(frozen=True)
-class Memory:
+class Memory(_Record):
     """Peak memory of the test; ``rss_method`` says whether the peak is per test."""
 
     peak_rss_bytes: int | None
@@ -115,8 +192,7 @@ class Memory:
     cuda_peak_allocated_bytes: int | None = None
 
 
-@dataclass(frozen=True)
-class Metric:
+class Metric(_Record):
     """A quality figure the test reported through ``green.metric``."""
 
     name: str
@@ -124,8 +200,7 @@ class Metric:
     higher_is_better: bool = True
 
 
-@dataclass(frozen=True)
-class TrialCost:
+class TrialCost(_Record):
     """What one trial cost; None where it was not measured."""
 
     wall_s: float | None = None
@@ -135,8 +210,7 @@ class TrialCost:
     flops: int | None = None
 
 
-@dataclass(frozen=True)
-class Trial:
+class Trial(_Record):
     """One hyperparameter or seed trial; failed and stopped trials count in the budget."""
 
     group: str
@@ -148,8 +222,7 @@ class Trial:
     higher_is_better: bool = True
 
 
-@dataclass(frozen=True)
-class TestRecord:
+class TestRecord(_Record):
     """The price tag of one marked test."""
 
     __test__ = False  # not a pytest test class
@@ -172,8 +245,7 @@ class TestRecord:
     notes: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Gpu:
+class Gpu(_Record):
     """One GPU as NVML reports it."""
 
     index: int
@@ -183,8 +255,7 @@ class Gpu:
     memory_total_bytes: int | None = None
 
 
-@dataclass(frozen=True)
-class Fingerprint:
+class Fingerprint(_Record):
     """The hardware and software a report was measured on."""
 
     cpu_model: str
@@ -199,8 +270,7 @@ class Fingerprint:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class CarbonIntensity:
+class CarbonIntensity(_Record):
     """Grid carbon intensity and PUE used for every CO2e figure of the run."""
 
     region: str
@@ -210,8 +280,7 @@ class CarbonIntensity:
     pue: float
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(_Record):
     """The measurement settings of the run."""
 
     repeats: int
@@ -220,8 +289,7 @@ class Settings:
     xdist_workers: int = 0
 
 
-@dataclass(frozen=True)
-class Totals:
+class Totals(_Record):
     """Sums over the report's tests, per basis; None where no test had the figure."""
 
     tests: int
@@ -234,8 +302,7 @@ class Totals:
     co2e_from_estimated_g: float | None
 
 
-@dataclass(frozen=True)
-class Report:
+class Report(_Record):
     """A whole ``green-report.json``."""
 
     tool_version: str
@@ -264,7 +331,6 @@ def to_dict(record: Any) -> dict[str, Any]:
 
 
 _ATOMS = frozenset({str, int, bool, type(None)})
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def _jsonable(value: Any) -> Any:
@@ -275,14 +341,16 @@ def _jsonable(value: Any) -> Any:
         return value
     if cls is float:
         return value if math.isfinite(value) else None
-    names = _FIELD_NAMES.get(cls)
-    if names is None and hasattr(cls, "__dataclass_fields__"):
-        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
-    if names is not None:
-        return {name: _jsonable(getattr(value, name)) for name in names}
+    if isinstance(value, _Record):
+        fields = value.__dict__
+        return {name: _jsonable(fields[name]) for name in value._names}
     if cls is tuple or cls is list:
         return [_jsonable(v) for v in value]
-    if cls is dict or isinstance(value, Mapping):
+    if cls is dict:
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]

@@ -96,7 +96,7 @@ class TestRun:
         self.trials: list[Trial] = []
         self.notes: list[str] = []
         self.extra: dict[str, Any] = {}
-        self._trial_mark = Snapshot(0.0, 0.0, {}, 0)
+        self._trial_mark: Snapshot | None = None  # None: the start of the test
 
     def new_window(self) -> Window:
         return Window(self._readers, self._read_all)
@@ -141,7 +141,7 @@ class TestRun:
     def trial_boundary(self) -> TrialCost:
         """Return the cost since the previous boundary and start a new one."""
         now = self.snapshot()
-        before, self._trial_mark = self._trial_mark, now
+        before, self._trial_mark = self._trial_mark or Snapshot(0.0, 0.0, {}, 0), now
         return self.cost_between(before, now)
 
     # -- snapshots, pauses and other processes' work (hf, halving, distributed) --------
@@ -265,16 +265,21 @@ def build_energy(
     notes = []
     parts = []
     available = []
+    single = len(runs) == 1
     for reader in readers:
-        values = [run.energy_j.get(reader.domain) for run in runs]
-        if any(v is None for v in values):
+        if single:
+            value = runs[0].energy_j.get(reader.domain)
+            values = [] if value is None else [value]
+        else:
+            values = [run.energy_j.get(reader.domain) for run in runs]
+        if not values or any(v is None for v in values):
             notes.append(f"energy of {reader.domain} ({reader.method}) unavailable for this test")
             continue
         available.append(reader)
         parts.append(
             EnergyPart(
                 domain=reader.domain,
-                energy_j=_median([v for v in values if v is not None]),
+                energy_j=_median(values),
                 method=reader.method,
                 measured=reader.measured,
                 source=reader.source,
@@ -290,8 +295,8 @@ def build_energy(
         parts=tuple(parts),
         measured_j=_median(measured_samples) if measured_samples else None,
         estimated_j=_median(estimated_samples) if estimated_samples else None,
-        samples_measured_j=measured_samples if len(runs) > 1 else (),
-        samples_estimated_j=estimated_samples if len(runs) > 1 else (),
+        samples_measured_j=() if single else measured_samples,
+        samples_estimated_j=() if single else estimated_samples,
         attribution=attribution,
     )
     return energy, notes
@@ -430,25 +435,20 @@ class GreenSession:
                 read_all=self._read_all,
             )
 
-    # Publish the running test (for code without the fixture) and add the Trainer callback.
-
-    @pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_runtest_call")
-    def pytest_runtest_call_publish(self, item: pytest.Item) -> Generator[None, None, None]:
-        run = item.stash.get(run_key, None)
-        if run is None:
-            return (yield)
-        _running.append(run)
-        try:
-            with _hf_auto_callback(run):
-                return (yield)
-        finally:
-            _running.remove(run)
-
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
         run = item.stash.get(run_key, None)
         if run is None:
             return (yield)
+        # Published for code without the fixture; the Trainer callback added in train tests.
+        _running.append(run)
+        try:
+            with _hf_auto_callback(run):
+                return (yield from self._measure_call(item, run))
+        finally:
+            _running.remove(run)
+
+    def _measure_call(self, item: pytest.Item, run: TestRun) -> Generator[None, None, None]:
         for i in range(self.settings.warmup):
             try:
                 item.runtest()
@@ -504,7 +504,8 @@ class GreenSession:
         marker_kwargs: Mapping[str, Any] = item.stash.get(marker_key, {})
         walls = tuple(s.wall_s for s in samples)
         cpus = tuple(s.cpu_s for s in samples)
-        synced = tuple(sorted({x for s in samples for x in s.synchronized}))
+        synced = samples[0].synchronized if len(samples) == 1 else tuple(
+            sorted({x for s in samples for x in s.synchronized}))
         timing = Timing(
             wall_s=_median(walls),
             cpu_s=_median(cpus),
@@ -578,9 +579,6 @@ class GreenSession:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.is_worker:
             return
-        kind = _report_kind(report)
-        if kind is None:
-            return
         data = getattr(report, REPORT_ATTR, None)
         current = self.records.get(report.nodeid)
         if data is not None:
@@ -588,6 +586,9 @@ class GreenSession:
             if current is None:
                 return
         if current is None:
+            kind = _report_kind(report)
+            if kind is None:
+                return
             current = TestRecord(nodeid=report.nodeid, kind=kind, outcome="passed")  # type: ignore[arg-type]
         outcome = _outcome(report, current.outcome)
         self.records[report.nodeid] = current if outcome == current.outcome else replace(current, outcome=outcome)

@@ -44,7 +44,8 @@ class Window:
         if self._edge is not None:
             return
         synced = cuda_synchronize()
-        self.totals.synchronized = tuple(sorted(set(self.totals.synchronized) | set(synced)))
+        if synced and not set(synced) <= set(self.totals.synchronized):
+            self.totals.synchronized = tuple(sorted(set(self.totals.synchronized) | set(synced)))
         energy = self._read_all(self._readers) if self._readers else {}
         wall, cpu = now()
         self._edge = (wall, cpu, energy)
