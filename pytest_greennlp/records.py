@@ -16,6 +16,7 @@ from typing import Any, Literal, Mapping, TypeVar, Union
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Record",
     "CarbonIntensity",
     "Emissions",
     "Energy",
@@ -46,7 +47,7 @@ TrialStatus = Literal["ok", "failed", "stopped"]
 
 
 @typing.dataclass_transform(eq_default=True, frozen_default=True, field_specifiers=(field,))
-class _Record:
+class Record:
     """Base of every record: a dataclass that is immutable and compared and hashed by value.
 
     Subclasses are processed by `dataclasses.dataclass` when they are defined, so
@@ -110,6 +111,11 @@ class _Record:
     def __delattr__(self, name: str) -> None:
         raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
 
+    def fields_dict(self) -> dict[str, Any]:
+        """The fields by name, in declaration order (nested records stay records)."""
+        values = self.__dict__
+        return {name: values[name] for name in self._names}
+
     def _values(self) -> tuple[Any, ...]:
         values = self.__dict__
         return tuple([values[name] for name in self._names])
@@ -117,7 +123,7 @@ class _Record:
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return self._values() == typing.cast(_Record, other)._values()
+        return self._values() == typing.cast(Record, other)._values()
 
     def __hash__(self) -> int:
         return hash(self._values())
@@ -128,7 +134,7 @@ class _Record:
         return f"{type(self).__qualname__}({inner})"
 
 
-class EnergyPart(_Record):
+class EnergyPart(Record):
     """Energy of one domain (``cpu``, ``ram``, ``gpu:<uuid>``) from one reader."""
 
     domain: str
@@ -139,7 +145,7 @@ class EnergyPart(_Record):
     scope: Literal["machine", "process"]
 
 
-class Energy(_Record):
+class Energy(Record):
     """Energy of a window, measured and estimated joules kept apart.
 
     ``measured_j`` sums the parts read from counters or power sensors, ``estimated_j``
@@ -156,14 +162,14 @@ class Energy(_Record):
     attribution: str = "window"
 
 
-class Emissions(_Record):
+class Emissions(Record):
     """CO2-equivalent grams: energy x PUE x grid intensity, per energy basis."""
 
     from_measured_g: float | None
     from_estimated_g: float | None
 
 
-class Timing(_Record):
+class Timing(Record):
     """Wall and process CPU time of the measured runs (median, and every sample)."""
 
     wall_s: float
@@ -174,7 +180,7 @@ class Timing(_Record):
     synchronized: tuple[str, ...] = ()
 
 
-class Flops(_Record):
+class Flops(Record):
     """Floating-point operations; 1 multiply-add = 2 FLOPs."""
 
     forward: int
@@ -184,7 +190,7 @@ class Flops(_Record):
     convention: str = "1 multiply-add = 2 FLOPs"
 
 
-class Memory(_Record):
+class Memory(Record):
     """Peak memory of the test; ``rss_method`` says whether the peak is per test."""
 
     peak_rss_bytes: int | None
@@ -192,7 +198,7 @@ class Memory(_Record):
     cuda_peak_allocated_bytes: int | None = None
 
 
-class Metric(_Record):
+class Metric(Record):
     """A quality figure the test reported through ``green.metric``."""
 
     name: str
@@ -200,7 +206,7 @@ class Metric(_Record):
     higher_is_better: bool = True
 
 
-class TrialCost(_Record):
+class TrialCost(Record):
     """What one trial cost; None where it was not measured."""
 
     wall_s: float | None = None
@@ -210,7 +216,7 @@ class TrialCost(_Record):
     flops: int | None = None
 
 
-class Trial(_Record):
+class Trial(Record):
     """One hyperparameter or seed trial; failed and stopped trials count in the budget."""
 
     group: str
@@ -222,7 +228,7 @@ class Trial(_Record):
     higher_is_better: bool = True
 
 
-class TestRecord(_Record):
+class TestRecord(Record):
     """The price tag of one marked test."""
 
     __test__ = False  # not a pytest test class
@@ -245,7 +251,7 @@ class TestRecord(_Record):
     notes: tuple[str, ...] = ()
 
 
-class Gpu(_Record):
+class Gpu(Record):
     """One GPU as NVML reports it."""
 
     index: int
@@ -255,7 +261,7 @@ class Gpu(_Record):
     memory_total_bytes: int | None = None
 
 
-class Fingerprint(_Record):
+class Fingerprint(Record):
     """The hardware and software a report was measured on."""
 
     cpu_model: str
@@ -270,7 +276,7 @@ class Fingerprint(_Record):
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-class CarbonIntensity(_Record):
+class CarbonIntensity(Record):
     """Grid carbon intensity and PUE used for every CO2e figure of the run."""
 
     region: str
@@ -280,7 +286,7 @@ class CarbonIntensity(_Record):
     pue: float
 
 
-class Settings(_Record):
+class Settings(Record):
     """The measurement settings of the run."""
 
     repeats: int
@@ -289,7 +295,7 @@ class Settings(_Record):
     xdist_workers: int = 0
 
 
-class Totals(_Record):
+class Totals(Record):
     """Sums over the report's tests, per basis; None where no test had the figure."""
 
     tests: int
@@ -302,7 +308,7 @@ class Totals(_Record):
     co2e_from_estimated_g: float | None
 
 
-class Report(_Record):
+class Report(Record):
     """A whole ``green-report.json``."""
 
     tool_version: str
@@ -341,22 +347,29 @@ def _jsonable(value: Any) -> Any:
         return value
     if cls is float:
         return value if math.isfinite(value) else None
-    if isinstance(value, _Record):
+    if isinstance(value, Record):
         fields = value.__dict__
         return {name: _jsonable(fields[name]) for name in value._names}
     if cls is tuple or cls is list:
         return [_jsonable(v) for v in value]
     if cls is dict:
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {_key(k): _jsonable(v) for k, v in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {_key(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, float):
         return float(value) if math.isfinite(value) else None
     return value
+
+
+def _key(key: Any) -> str:
+    # Object keys as the json module writes them (True -> "true", None -> "null").
+    if key is True or key is False or key is None:
+        return "true" if key else "false" if key is False else "null"
+    return str(key)
 
 
 @functools.cache

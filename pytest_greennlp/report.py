@@ -19,6 +19,7 @@ from pytest_greennlp.records import (
     Settings,
     TestRecord,
     Totals,
+    Record,
     from_dict,
     to_dict,
 )
@@ -26,7 +27,10 @@ from pytest_greennlp.records import (
 if TYPE_CHECKING:
     import pytest
 
-__all__ = ["MAX_REPORT_BYTES", "assemble", "read_report", "render_table", "totals", "write_report"]
+__all__ = [
+    "MAX_REPORT_BYTES", "assemble", "read_report", "render_table", "report_json", "totals",
+    "write_report",
+]
 
 #: A report larger than this is refused when read (a hostile or runaway file).
 MAX_REPORT_BYTES = 256 * 1024 * 1024
@@ -97,10 +101,28 @@ def fingerprint_of(config: pytest.Config) -> Fingerprint:
     return fingerprint
 
 
+def report_json(report: Report) -> str:
+    """Return the report's JSON text: compact, one line, the same content as `to_dict`.
+
+    The C encoder walks the records itself (`_record_fields` hands it each record's
+    fields); only a report with something it cannot take as is (a non-finite float,
+    which JSON lacks) goes through `to_dict`, which writes those as null.
+    """
+    try:
+        return json.dumps(report, default=_record_fields, allow_nan=False) + "\n"
+    except (TypeError, ValueError):
+        return json.dumps(to_dict(report), allow_nan=False) + "\n"
+
+
+def _record_fields(value: Any) -> dict[str, Any]:
+    if isinstance(value, Record):
+        return value.fields_dict()
+    raise TypeError(f"not a record: {type(value).__name__}")
+
+
 def write_report(report: Report, path: Path) -> None:
     """Write ``report`` as JSON atomically: a temporary file in the same folder, then rename."""
-    # Compact: the C encoder runs only without indent (5x faster on large reports).
-    text = json.dumps(to_dict(report), allow_nan=False) + "\n"
+    text = report_json(report)
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
@@ -15,6 +17,7 @@ from pytest_greennlp.records import (
     Energy,
     EnergyPart,
     Fingerprint,
+    Metric,
     Report,
     Settings,
     TestRecord,
@@ -22,7 +25,7 @@ from pytest_greennlp.records import (
     from_dict,
     to_dict,
 )
-from pytest_greennlp.report import read_report, render_table, totals, write_report
+from pytest_greennlp.report import read_report, render_table, report_json, totals, write_report
 
 
 def make_report(n: int = 2) -> Report:
@@ -57,6 +60,22 @@ def test_round_trip(tmp_path: Path) -> None:
     write_report(report, path)
     assert read_report(path) == report
     assert [p.name for p in path.parent.iterdir()] == ["r.json"]  # no temporary file left
+
+
+def test_report_json_equals_to_dict_even_with_odd_values() -> None:
+    """The fast writer and `to_dict` agree, including where the fast one must fall back."""
+    report = make_report(3)
+    assert report_json(report) == json.dumps(to_dict(report)) + "\n"
+    odd = TestRecord(
+        nodeid="t", kind="infer", outcome="passed",
+        metrics=(Metric("loss", float("nan")),),  # no NaN in JSON: written as null
+        extra={True: 1, None: 2, 3: [1.5, float("inf")], "m": MappingProxyType({"k": (1, 2)})},
+    )
+    text = report_json(replace(report, tests=(odd,)))
+    assert text == json.dumps(to_dict(replace(report, tests=(odd,))), allow_nan=False) + "\n"
+    test = json.loads(text)["tests"][0]
+    assert test["metrics"][0]["value"] is None
+    assert test["extra"] == {"true": 1, "null": 2, "3": [1.5, None], "m": {"k": [1, 2]}}
 
 
 def test_totals_keep_bases_apart() -> None:

@@ -32,6 +32,22 @@ def _torch_versions() -> tuple[str | None, str | None]:
     return str(getattr(torch, "__version__", None)), getattr(version, "cuda", None)
 
 
+def _platform() -> str:
+    """`platform.platform` without the processor field (``Linux-6.1.0-x86_64-with-glibc2.36``).
+
+    ``platform.platform()`` asks ``uname -p`` in a subprocess for the processor, which
+    costs milliseconds at every start-up, and drops it anyway when it equals the machine.
+    """
+    system, release, machine = platform.system(), platform.release(), platform.machine()
+    if system != "Linux":  # other systems name their release their own way
+        return platform.platform()
+    parts = [system, release, machine]
+    libc, libc_version = platform.libc_ver()
+    if libc:
+        parts += ["with", f"{libc}{libc_version}"]
+    return "-".join(p.strip().replace(" ", "_") for p in parts if p)
+
+
 def default_fingerprint() -> dict[str, Any]:
     """Return the built-in fingerprint as a dict of `records.Fingerprint` fields."""
     gpus = [
@@ -44,7 +60,7 @@ def default_fingerprint() -> dict[str, Any]:
         "cpu_model": cpu_model_name(),
         "cpu_count": os.cpu_count() or 1,
         "memory_total_bytes": _total_memory_bytes(),
-        "platform": platform.platform(),
+        "platform": _platform(),
         "python": platform.python_version(),
         "device": "cuda" if gpus else "cpu",
         "torch": torch_version,
