@@ -1337,7 +1337,12 @@ class SweepResult:
         The fit's figures on the dev data, if `dev` was given.
     costs : ExitCosts
     operating_points : dict of str to int
-        Index into ``sweep.thresholds`` of each named operating point.
+        Index into ``sweep.thresholds`` of each named operating point (chosen on the
+        evaluated data itself: a description of its curve).
+    dev_thresholds : dict of str to float
+        Threshold of each named operating point chosen on dev (empty without `dev`),
+        with the bound on the accuracy drop (`exits.operating_point` with a level);
+        keyed ``"dev:no_loss"``, ``"dev:within_0.5pt"``, ...
     measured : tuple of dict
         Predicted and measured speedups at the measured thresholds.
     payload : dict
@@ -1349,6 +1354,7 @@ class SweepResult:
     dev_calibration: Calibration | None
     costs: ExitCosts
     operating_points: Mapping[str, int]
+    dev_thresholds: Mapping[str, float]
     measured: tuple[Mapping[str, Any], ...]
     payload: Mapping[str, Any] = field(repr=False)
 
@@ -1370,25 +1376,38 @@ def _curve_indices(n: int, keep: Sequence[int], max_points: int) -> list[int]:
     return sorted(set(spread.tolist()) | set(keep))
 
 
+def _midpoint(sweep: exits.Sweep, index: int) -> float:
+    """A distinct-confidence threshold moved halfway down to the next lower confidence.
+
+    Every threshold in that gap takes the same decisions, and the midpoint is safe from
+    rounding.
+    """
+    threshold = float(sweep.thresholds[index])
+    ordered = np.sort(sweep.thresholds)
+    position = int(np.searchsorted(ordered, threshold, side="left"))
+    lower = float(ordered[position - 1]) if position > 0 else 0.0
+    threshold = 0.5 * (lower + min(threshold, 1.0)) if lower < 1.0 else 1.0
+    return min(threshold, 1.0)
+
+
 def _resolve(
-    name: str | float, sweep: exits.Sweep, points: Mapping[str, int], between: bool
+    name: str | float, sweep: exits.Sweep, points: Mapping[str, int], between: bool,
+    dev_thresholds: Mapping[str, float],
 ) -> tuple[str, float]:
     """The threshold to measure for an operating point name or a number.
 
     With `between` (the sweep ran over every distinct confidence), a named point's
-    threshold moves halfway down to the next lower confidence: every threshold in that
-    gap takes the same decisions, and the midpoint is safe from rounding.
+    threshold moves halfway down to the next lower confidence (`_midpoint`). Names
+    starting with ``dev:`` are the points chosen on dev, already moved.
     """
     if not isinstance(name, str):
         value = _check_threshold(name)
         return f"threshold={value:g}", value
-    threshold = float(sweep.thresholds[points[name]])
+    if name in dev_thresholds:
+        return name, dev_thresholds[name]
     if between:
-        ordered = np.sort(sweep.thresholds)
-        position = int(np.searchsorted(ordered, threshold, side="left"))
-        lower = float(ordered[position - 1]) if position > 0 else 0.0
-        threshold = 0.5 * (lower + min(threshold, 1.0)) if lower < 1.0 else 1.0
-    return name, min(threshold, 1.0)
+        return name, _midpoint(sweep, points[name])
+    return name, min(float(sweep.thresholds[points[name]]), 1.0)
 
 
 def record_sweep(
@@ -1405,6 +1424,7 @@ def record_sweep(
     rounds: int = 1,
     n_bins: int = 15,
     max_points: int = 400,
+    level: float = 0.95,
     key: str = "sweep",
 ) -> SweepResult:
     """Sweep a multi-exit model's thresholds and record the curve in the test's price tag.
@@ -1414,10 +1434,19 @@ def record_sweep(
        confidence (or `thresholds`) follows from the cached logits, with FLOPs per
        example from `exit_costs` as the cost.
     3. ECE and reliability diagrams per exit before and after scaling, on `data`.
+       With a 95% paired bootstrap interval for each exit's ECE change and the ECE a
+       perfectly calibrated model with the same confidences shows on this many
+       examples (`exits.ece_change_interval`, `exits.ece_noise_floor`).
     4. The Pareto front and named operating points: ``no_loss``, ``within_0.5pt``,
        ``within_1pt``, ``within_2pt`` (the fastest threshold within that many
-       points of the full model's accuracy) and ``best_accuracy``.
-    5. At each of `measured_thresholds` (names or numbers), real early-exit inference
+       points of the full model's accuracy) and ``best_accuracy``, read off the
+       evaluated data's own curve.
+    5. With `dev`, the same named points chosen on dev the way a deployment would
+       pick them (``dev:no_loss``, ``dev:within_0.5pt``, ...): the cheapest threshold
+       whose one-sided `level` upper bound on the accuracy drop vs the full model is
+       within the allowance, tested from the full model down
+       (`exits.operating_point` with ``level``), then evaluated on `data`.
+    6. At each of `measured_thresholds` (names or numbers), real early-exit inference
        at each of `measure_batch_sizes`, timed against the full model on the same
        examples: measured vs FLOP-predicted speedup.
 
@@ -1432,24 +1461,28 @@ def record_sweep(
     ------
     ValueError
         On empty data, labels the model has no class for, thresholds outside
-        (0, 1] or an unknown operating point name.
+        (0, 1], an unknown operating point name, or a ``dev:`` name without `dev`.
     """
     # Validate the arguments.
     labels = _check_data(model, data)
-    if dev is not None:
-        _check_data(model, dev)
+    dev_labels = None if dev is None else _check_data(model, dev)
+    if not (isinstance(level, (int, float)) and 0.5 <= level < 1):
+        raise ValueError(f"level must be at least 0.5 and below 1, not {level!r}.")
     if measure_examples is not None and (not _is_int(measure_examples) or measure_examples < 1):
         raise ValueError(f"measure_examples must be a positive integer, not {measure_examples!r}.")
     for size in measure_batch_sizes:
         if not _is_int(size) or size < 1:
             raise ValueError(f"measure_batch_sizes must be positive integers, not {size!r}.")
+    dev_names = tuple(f"dev:{name}" for name in _OPERATING_POINTS)
     for name in measured_thresholds:
         if not isinstance(name, str):
             _check_threshold(name)
-        elif name not in (*_OPERATING_POINTS, "best_accuracy"):
+        elif name in dev_names and dev is None:
+            raise ValueError(f"operating point {name!r} is chosen on dev; pass dev=.")
+        elif name not in (*_OPERATING_POINTS, "best_accuracy", *dev_names):
             raise ValueError(
                 f"unknown operating point {name!r}; expected a threshold in (0, 1] or one "
-                f"of {', '.join(sorted((*_OPERATING_POINTS, 'best_accuracy')))}."
+                f"of {', '.join(sorted((*_OPERATING_POINTS, 'best_accuracy', *dev_names)))}."
             )
     if thresholds is not None:
         grid = np.asarray(thresholds, dtype=np.float64)
@@ -1458,6 +1491,7 @@ def record_sweep(
 
     declared_flops = 0
     dev_calibration = None
+    dev_logits = None
     if dev is not None:
         dev_logits = collect_exit_logits(model, dev, batch_size=batch_size)
         dev_calibration = model.calibrate(dev_logits, list(dev.labels), n_bins=n_bins)
@@ -1484,12 +1518,18 @@ def record_sweep(
     # Calibration on the evaluated data.
     held_out = evaluate_calibration(logits, labels, temperatures, n_bins=n_bins)
     reliability = []
+    ece_change = []
+    ece_floor = []
     for e in range(n_exits):
         raw_conf, raw_pred = exits.softmax_confidence(logits[:, e], 1.0)
         reliability.append({
             "before": _reliability(raw_conf, raw_pred == labels, n_bins),
             "after": _reliability(confidence[:, e], prediction[:, e] == labels, n_bins),
         })
+        ece_change.append(exits.ece_change_interval(
+            raw_conf, raw_pred == labels, confidence[:, e], prediction[:, e] == labels, n_bins
+        ))
+        ece_floor.append(exits.ece_noise_floor(raw_conf, n_bins))
 
     # Pareto front and operating points.
     front = exits.pareto_front(result.mean_cost, result.accuracy)
@@ -1504,13 +1544,55 @@ def record_sweep(
         result, max_accuracy_drop=0.0, reference_accuracy=best
     )
 
+    # Operating points chosen on dev, with the bound, evaluated on the data.
+    dev_thresholds: dict[str, float] = {}
+    dev_points: dict[str, Any] = {}
+    if dev_logits is not None and dev_labels is not None:
+        dev_conf = np.empty(dev_logits.shape[:2])
+        dev_pred = np.empty(dev_logits.shape[:2], dtype=np.int64)
+        for e in range(n_exits):
+            dev_conf[:, e], dev_pred[:, e] = exits.softmax_confidence(
+                dev_logits[:, e], temperatures[e]
+            )
+        dev_sweep = exits.sweep(dev_conf, dev_pred, dev_labels, costs.cumulative)
+        dev_bound = exits.accuracy_drop_bound(dev_sweep, level=level)
+        chosen: dict[str, int] = {}
+        for name, drop in _OPERATING_POINTS.items():
+            try:
+                chosen[f"dev:{name}"] = exits.operating_point(
+                    dev_sweep, max_accuracy_drop=drop, level=level
+                )
+            except ValueError:
+                logger.debug("no dev threshold's bound is within %s of the full model", drop)
+        dev_thresholds = {name: _midpoint(dev_sweep, i) for name, i in chosen.items()}
+        if chosen:
+            on_data = exits.sweep(confidence, prediction, labels, costs.cumulative,
+                                  list(dev_thresholds.values()))
+        for t, (name, i) in enumerate(chosen.items()):
+            dev_points[name] = {
+                "threshold": dev_thresholds[name],
+                "dev_accuracy": float(dev_sweep.accuracy[i]),
+                "dev_full_model_accuracy": dev_sweep.full_model_accuracy,
+                "dev_n_lost": int(dev_sweep.n_lost[i]),
+                "dev_n_gained": int(dev_sweep.n_gained[i]),
+                "dev_accuracy_drop_bound": float(dev_bound[i]),
+                "dev_speedup": float(dev_sweep.speedup[i]),
+                "accuracy": float(on_data.accuracy[t]),
+                "flops_per_example": float(on_data.mean_cost[t]),
+                "speedup": float(on_data.speedup[t]),
+                "exit_counts": on_data.exit_counts[t],
+                "n_lost": int(on_data.n_lost[t]),
+                "n_gained": int(on_data.n_gained[t]),
+            }
+
     # Measured speedups.
     measured: list[dict[str, Any]] = []
     subset = data if measure_examples is None else data.take(min(measure_examples, n))
     m = len(subset)
     seen: set[tuple[str, float]] = set()
-    requests = [_resolve(name, result, points, thresholds is None)
-                for name in measured_thresholds if not isinstance(name, str) or name in points]
+    requests = [_resolve(name, result, points, thresholds is None, dev_thresholds)
+                for name in measured_thresholds
+                if not isinstance(name, str) or name in points or name in dev_thresholds]
     for name, threshold in requests:
         if (name, threshold) in seen:
             continue
@@ -1588,6 +1670,8 @@ def record_sweep(
             "ece_after": held_out.ece_after,
             "dev_ece_before": dev_calibration.ece_before if dev_calibration else None,
             "dev_ece_after": dev_calibration.ece_after if dev_calibration else None,
+            "ece_change_interval": {"level": 0.95, "low_high": ece_change},
+            "ece_noise_floor": ece_floor,
             "reliability": reliability,
         },
         "curve": {
@@ -1600,6 +1684,13 @@ def record_sweep(
         },
         "pareto": [point(int(i)) for i in front],
         "operating_points": {name: point(index) for name, index in points.items()},
+        "dev_operating_points": {
+            "level": level,
+            "rule": "cheapest dev threshold whose one-sided upper bound on the accuracy "
+                    "drop vs the full model is within the allowance, tested from the "
+                    "full model down (McNemar-Wilson; exits.operating_point)",
+            "points": dev_points,
+        } if dev is not None else None,
         "measured": measured,
         "timing": {"all_exits_pass_s": pass_s, "sweep_s": sweep_s,
                    "sweep_over_pass": (pass_s + sweep_s) / pass_s if pass_s > 0 else None},
@@ -1613,6 +1704,7 @@ def record_sweep(
         dev_calibration=dev_calibration,
         costs=costs,
         operating_points=points,
+        dev_thresholds=dev_thresholds,
         measured=tuple(measured),
         payload=payload,
     )

@@ -432,6 +432,70 @@ def test_record_sweep_stores_a_json_summary() -> None:
     assert [p["flops_per_example"] for p in front] == sorted(p["flops_per_example"] for p in front)
 
 
+def brute_force_exits(confidence: Any, tau: float) -> Any:
+    """Exit index per example: the first exit with confidence >= tau, else the last."""
+    leave = np.asarray(confidence)[:, :-1] >= tau
+    return np.where(leave.any(axis=1), leave.argmax(axis=1), confidence.shape[1] - 1)
+
+
+def test_record_sweep_operating_points_chosen_on_dev() -> None:
+    model, green = tiny_model("bert"), FakeGreen()
+    dev, test = tiny_data(n=30, seed=4), tiny_data(n=12, seed=3)
+    result = record_sweep(green, model, test, dev=dev, measured_thresholds=("dev:within_2pt",),
+                          measure_batch_sizes=(1,))
+    payload = green.extras["sweep"]
+    json.dumps(payload, allow_nan=False)
+    block = payload["dev_operating_points"]
+    assert block["level"] == 0.95
+    points = block["points"]
+    assert set(points) == {"dev:no_loss", "dev:within_0.5pt", "dev:within_1pt", "dev:within_2pt"}
+    temperatures = model.temperatures.tolist()
+    sides = {}
+    for name, data in (("dev", dev), ("test", test)):
+        logits = collect_exit_logits(model, data)
+        conf = np.stack([exits.softmax_confidence(logits[:, e], t)[0]
+                         for e, t in enumerate(temperatures)], axis=1)
+        right = logits.argmax(-1) == np.asarray(data.labels)[:, None]
+        sides[name] = (conf, right)
+    for name, drop in (("dev:no_loss", 0.0), ("dev:within_2pt", 0.02)):
+        point = points[name]
+        assert result.dev_thresholds[name] == point["threshold"]
+        for side, prefix in (("dev", "dev_"), ("test", "")):
+            conf, right = sides[side]
+            rows = np.arange(len(conf))
+            hit = right[rows, brute_force_exits(conf, point["threshold"])]
+            assert point[f"{prefix}n_lost"] == np.sum(right[:, -1] & ~hit)
+            assert point[f"{prefix}n_gained"] == np.sum(~right[:, -1] & hit)
+            assert point[f"{prefix}accuracy"] == pytest.approx(np.mean(hit))
+        assert point["dev_accuracy_drop_bound"] <= drop + 1e-12
+    # The tiny model's gains on dev are three of thirty, none lost: within 2 points.
+    assert points["dev:within_2pt"]["dev_n_gained"] > 0
+    (row,) = payload["measured"]
+    assert row["name"] == "dev:within_2pt" and row["exit_agreement"] == 1.0
+    assert row["threshold"] == points["dev:within_2pt"]["threshold"]
+    # Calibration noise on the test data, per exit, from the same confidences.
+    calibration = payload["calibration"]
+    logits = collect_exit_logits(model, test)
+    labels = np.asarray(test.labels)
+    for e, t in enumerate(temperatures):
+        raw, prediction = exits.softmax_confidence(logits[:, e])
+        scaled, _ = exits.softmax_confidence(logits[:, e], t)
+        hit = prediction == labels
+        expected = exits.ece_change_interval(raw, hit, scaled, hit)
+        assert calibration["ece_change_interval"]["low_high"][e] == pytest.approx(expected)
+        assert calibration["ece_noise_floor"][e] == pytest.approx(exits.ece_noise_floor(raw))
+
+
+def test_record_sweep_dev_points_need_dev() -> None:
+    with pytest.raises(ValueError, match="operating point 'dev:within_1pt' is chosen on dev; "
+                                         "pass dev="):
+        record_sweep(None, tiny_model("bert"), tiny_data(), measured_thresholds=("dev:within_1pt",))
+    result = record_sweep(None, tiny_model("bert"), tiny_data(), measured_thresholds=())
+    assert result.payload["dev_operating_points"] is None and result.dev_thresholds == {}
+    with pytest.raises(ValueError, match="level must be at least 0.5 and below 1, not 1.0"):
+        record_sweep(None, tiny_model("bert"), tiny_data(), level=1.0)
+
+
 def test_record_sweep_without_a_recorder() -> None:
     result = record_sweep(None, tiny_model("bert"), tiny_data(), measured_thresholds=())
     assert result.measured == ()
