@@ -192,6 +192,16 @@ def _ece_rows(conf: FloatArray, hit: FloatArray, n_bins: int) -> FloatArray:
     return result
 
 
+#: Resamples are drawn this many values at a time, to bound memory on large data.
+_CHUNK_VALUES = 2_000_000
+
+
+def _chunks(n_rows: int, n: int) -> list[int]:
+    # Row counts per chunk of at most _CHUNK_VALUES values (at least one row each).
+    step = max(1, _CHUNK_VALUES // max(n, 1))
+    return [min(step, n_rows - start) for start in range(0, n_rows, step)]
+
+
 def _check_resampling(level: float, count: int, name: str) -> None:
     if not (isinstance(level, (int, float)) and 0 < level < 1):
         raise ValueError("level must be between 0 and 1, exclusive.")
@@ -668,9 +678,12 @@ def ece_noise_floor(
 
     # Simulate calibrated labels.
     rng = np.random.default_rng(seed)
-    rows = np.broadcast_to(conf, (n_draws, len(conf)))
-    hits = (rng.random(rows.shape) < rows).astype(np.float64)
-    return float(np.mean(_ece_rows(np.ascontiguousarray(rows), hits, int(n_bins))))
+    total = 0.0
+    for size in _chunks(n_draws, len(conf)):
+        rows = np.broadcast_to(conf, (size, len(conf)))
+        hits = (rng.random(rows.shape) < rows).astype(np.float64)
+        total += float(np.sum(_ece_rows(np.ascontiguousarray(rows), hits, int(n_bins))))
+    return total / n_draws
 
 
 def ece_change_interval(
@@ -733,10 +746,12 @@ def ece_change_interval(
 
     # Resample the examples, the same for both sides.
     rng = np.random.default_rng(seed)
-    index = rng.integers(0, len(before), size=(n_resamples, len(before)))
-    change = _ece_rows(after[index], hit_after[index], int(n_bins)) - _ece_rows(
-        before[index], hit_before[index], int(n_bins)
-    )
+    parts = []
+    for size in _chunks(n_resamples, len(before)):
+        index = rng.integers(0, len(before), size=(size, len(before)))
+        parts.append(_ece_rows(after[index], hit_after[index], int(n_bins))
+                     - _ece_rows(before[index], hit_before[index], int(n_bins)))
+    change = np.concatenate(parts)
     tail = 50 * (1 - level)
     low, high = np.percentile(change, [tail, 100 - tail])
     return float(low), float(high)

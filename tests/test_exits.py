@@ -456,6 +456,19 @@ def test_ece_change_interval_matches_naive_resampling() -> None:
     assert ece_change_interval(before, correct, before, correct) == (0.0, 0.0)
 
 
+def test_ece_resampling_in_chunks_draws_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = np.linspace(0.3, 1.0, 41)
+    correct = np.arange(41) % 3 != 0
+    whole = (ece_change_interval(conf, correct, conf**0.5, correct, n_resamples=30),
+             ece_noise_floor(conf, n_draws=30))
+    import pytest_greennlp.exits as module
+
+    monkeypatch.setattr(module, "_CHUNK_VALUES", 100)  # two rows of 41 per chunk
+    chunked = (ece_change_interval(conf, correct, conf**0.5, correct, n_resamples=30),
+               ece_noise_floor(conf, n_draws=30))
+    assert chunked[0] == whole[0] and chunked[1] == pytest.approx(whole[1], abs=1e-15)
+
+
 def test_ece_resampling_error_messages() -> None:
     with pytest.raises(ValueError, match=msg("level must be between 0 and 1, exclusive.")):
         ece_change_interval([0.5], [1], [0.5], [1], level=1.0)
