@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from installed import require
 
 from pytest_greennlp.distributed import RankRecorder, match_gpus, rank_recorder
 from pytest_greennlp.errors import ConfigError
@@ -82,7 +83,7 @@ def test_failing_rank(green):
 
 @pytest.mark.slow
 def test_two_rank_gloo_job_gets_one_price_tag(pytester: pytest.Pytester) -> None:
-    pytest.importorskip("torch")
+    require("torch")
     pytester.makeconftest(MACHINE_METER)
     pytester.makepyfile(test_ddp=DDP_TEST)
     result = pytester.runpytest_subprocess("--green", "-p", "no:cacheprovider", "-W", "error",

