@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 from pytest_greennlp.errors import ConfigError
 
@@ -93,9 +93,12 @@ def _path(text: object, name: str) -> Path:
     return Path(text)
 
 
-@dataclass(frozen=True)
-class Option:
-    """One setting: its key in ``[tool.greennlp]``, its flag, ini key, converter and help."""
+class Option(NamedTuple):
+    """One setting: its key in ``[tool.greennlp]``, its flag, ini key, converter and help.
+
+    A named tuple rather than a dataclass: this module is imported at every pytest start
+    (the options are registered even without ``--green``), and a tuple class costs less.
+    """
 
     key: str
     convert: Callable[[object, str], Any]

@@ -25,7 +25,7 @@ import logging
 import math
 import platform
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -74,8 +74,7 @@ _N_CORE = re.compile(r"^[a-z0-9]+-core$")  # "64-core", "eight-core"
 _FILLER_TOKENS = frozenset({"cpu", "processor"})
 
 
-@dataclass(frozen=True)
-class CpuPower:
+class CpuPower(NamedTuple):
     """A CPU's thermal design power from codecarbon's table.
 
     Attributes
@@ -93,8 +92,7 @@ class CpuPower:
     source: str
 
 
-@dataclass(frozen=True)
-class GridIntensity:
+class GridIntensity(NamedTuple):
     """Carbon intensity of a region's electricity grid.
 
     Attributes

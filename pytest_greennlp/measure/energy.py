@@ -66,8 +66,8 @@ _GROUPS: dict[str, tuple[str, ...]] = {
 #: Every name `discover_readers` accepts in ``sources``.
 ENERGY_SOURCES: tuple[str, ...] = ("auto", "measured", "estimate", "nvml", *_METHODS, "none")
 
-_TOP_ZONE = re.compile(r"^intel-rapl:(\d+)$")
-_SUB_ZONE = re.compile(r"^intel-rapl:(\d+):(\d+)$")
+_TOP_ZONE = r"^intel-rapl:(\d+)$"  # compiled on first use (re caches it): few machines have RAPL
+_SUB_ZONE = r"^intel-rapl:(\d+):(\d+)$"
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -642,10 +642,10 @@ def rapl_domains(powercap_root: Path = Path("/sys/class/powercap")) -> dict[str,
         entries = list(powercap_root.iterdir())
     except OSError:
         return found
-    nested = [sub for top in entries if _TOP_ZONE.match(top.name) for sub in _iterdir(top)]
+    nested = [sub for top in entries if re.match(_TOP_ZONE, top.name) for sub in _iterdir(top)]
     seen: set[Path] = set()
     for zone in sorted(entries + nested, key=lambda p: (len(p.name), p.name)):
-        top, sub = _TOP_ZONE.match(zone.name), _SUB_ZONE.match(zone.name)
+        top, sub = re.match(_TOP_ZONE, zone.name), re.match(_SUB_ZONE, zone.name)
         if not (top or sub):
             continue
         real = zone.resolve()

@@ -13,22 +13,19 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["GpuInfo", "device_handle", "load_nvml", "nvml_devices"]
 
 logger = logging.getLogger(__name__)
 
-_INDEX = re.compile(r"^\d+$")
 
 #: On Linux, NVML can only work when the driver is loaded; checking is cheaper than
 #: importing pynvml and failing nvmlInit.
 _DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/nvidiactl")
 
 
-@dataclass(frozen=True)
-class GpuInfo:
+class GpuInfo(NamedTuple):
     """One physical GPU visible to this process.
 
     Attributes
@@ -125,7 +122,7 @@ def _mig_uuids(nvml: Any, handle: Any) -> list[str]:
 
 def _resolve(entry: str, gpus: list[tuple[GpuInfo, Any]], nvml: Any) -> tuple[GpuInfo, Any] | None:
     """The GPU one CUDA_VISIBLE_DEVICES entry names, or None if it names none."""
-    if _INDEX.match(entry):
+    if entry.isascii() and entry.isdigit():
         wanted = int(entry)
         return next((g for g in gpus if g[0].index == wanted), None)
     if entry.startswith("MIG-GPU-"):  # legacy MIG form: MIG-GPU-<uuid>/<gi>/<ci>

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 from pytest_greennlp.measure.base import EnergyReader
@@ -14,14 +13,29 @@ __all__ = ["Window", "WindowTotals"]
 ReadAll = Callable[[Sequence[EnergyReader]], Mapping[str, "float | None"]]
 
 
-@dataclass
 class WindowTotals:
-    """What one window measured: seconds and joules per energy domain (None: unavailable)."""
+    """What one window measured: seconds and joules per energy domain (None: unavailable).
 
-    wall_s: float = 0.0
-    cpu_s: float = 0.0
-    energy_j: dict[str, float | None] = field(default_factory=dict)
-    synchronized: tuple[str, ...] = ()
+    A plain class with slots: one is made per measured run of every test.
+    """
+
+    __slots__ = ("wall_s", "cpu_s", "energy_j", "synchronized")
+
+    def __init__(
+        self,
+        wall_s: float = 0.0,
+        cpu_s: float = 0.0,
+        energy_j: dict[str, float | None] | None = None,
+        synchronized: tuple[str, ...] = (),
+    ) -> None:
+        self.wall_s = wall_s
+        self.cpu_s = cpu_s
+        self.energy_j: dict[str, float | None] = {} if energy_j is None else energy_j
+        self.synchronized = synchronized
+
+    def __repr__(self) -> str:
+        return (f"WindowTotals(wall_s={self.wall_s!r}, cpu_s={self.cpu_s!r}, "
+                f"energy_j={self.energy_j!r}, synchronized={self.synchronized!r})")
 
 
 class Window:
