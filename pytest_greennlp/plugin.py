@@ -67,6 +67,10 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"pytest-greennlp: {exc}") from None
     config.stash[session_key] = session
     config.pluginmanager.register(session, "greennlp-session")
+    if session.is_worker:
+        from pytest_greennlp.session import WorkerReports
+
+        config.pluginmanager.register(WorkerReports(), "greennlp-worker-reports")
     try:
         _register_gate(config, session)
     except GreenNLPError as exc:
@@ -124,9 +128,10 @@ def _register_gate(config: pytest.Config, session: GreenSession) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    gate = config.pluginmanager.get_plugin("greennlp-gate")
-    if gate is not None:
-        config.pluginmanager.unregister(gate)
+    for name in ("greennlp-gate", "greennlp-worker-reports"):
+        plugin = config.pluginmanager.get_plugin(name)
+        if plugin is not None:
+            config.pluginmanager.unregister(plugin)
     session = config.stash.get(session_key, None)
     if session is not None:
         session.close()

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from pytest_greennlp.config import GreenConfig
     from pytest_greennlp.measure.flops import FlopCount
 
-__all__ = ["GreenSession", "Snapshot", "TestRun", "run_key", "running_test"]
+__all__ = ["GreenSession", "Snapshot", "TestRun", "WorkerReports", "run_key", "running_test"]
 
 log = logging.getLogger(__name__)
 
@@ -471,7 +471,7 @@ class GreenSession:
             samples = [self._chosen(run)]
             for _ in range(self.settings.repeats - 1 if not failed else 0):
                 samples.append(self._repeat(item, run))
-            item.stash[record_key] = self._record(item, run, samples, rss, cuda_peak)
+            self._keep(item, self._record(item, run, samples, rss, cuda_peak))
 
     @staticmethod
     def _chosen(run: TestRun) -> WindowTotals:
@@ -546,26 +546,24 @@ class GreenSession:
             notes=tuple(run.notes + notes),
         )
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        report = yield
-        record = item.stash.get(record_key, None) if call.when == "call" else None
-        if record is not None:
-            hook = self.config.hook.pytest_greennlp_update_record
-            if hook.get_hookimpls():
-                data = to_dict(record)
+    def _keep(self, item: pytest.Item, record: TestRecord) -> None:
+        """Let hooks edit the record, then keep it (on a worker: for its call-phase report)."""
+        hook = self.config.hook.pytest_greennlp_update_record
+        if hook.get_hookimpls():
+            data = to_dict(record)
+            try:
                 hook(config=self.config, item=item, record=data)
-                record = self._parse_record(data, item.nodeid) or record
-            if self.is_worker:
-                # A plain attribute survives xdist's report serialisation, so the
-                # controller receives the record together with the outcome.
-                setattr(report, REPORT_ATTR, to_dict(record))
+            except Exception as exc:  # a broken conftest hook never fails the test
+                self.warn(f"pytest_greennlp_update_record raised {type(exc).__name__}: {exc}; "
+                          f"kept the record of {item.nodeid} unedited", GreenNLPWarning)
             else:
-                self.records[item.nodeid] = record
-            item.user_properties.extend(_junit_properties(record))  # junitxml reads them at teardown
-        return report
+                record = self._parse_record(data, item.nodeid) or record
+        if self.is_worker:
+            item.stash[record_key] = record  # `WorkerReports` puts it on the call-phase report
+        else:
+            self.records[item.nodeid] = record
+        # Before the call-phase report is made, so the report carries them; junitxml writes them.
+        item.user_properties.extend(_junit_properties(record))
 
     def _parse_record(self, data: Any, nodeid: str) -> TestRecord | None:
         try:
@@ -690,6 +688,25 @@ class GreenSession:
         if self.written_to is not None:
             state = "" if self.report.complete else " (incomplete)"
             terminalreporter.write_line(f"greennlp: report written to {self.written_to}{state}")
+
+
+class WorkerReports:
+    """Registered on xdist workers only: puts each test's record on its call-phase report.
+
+    A plain attribute survives xdist's report serialisation, so the controller receives
+    the record together with the outcome. Elsewhere no makereport wrapper runs at all.
+    """
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if call.when == "call":
+            record = item.stash.get(record_key, None)
+            if record is not None:
+                setattr(report, REPORT_ATTR, to_dict(record))
+        return report
 
 
 # -- stash keys and small report helpers -------------------------------------------

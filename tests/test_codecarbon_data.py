@@ -146,3 +146,11 @@ def test_cpu_model_name_falls_back_to_platform(
     monkeypatch.setattr("platform.processor", lambda: "x86_64")
     assert cpu_model_name(tmp_path / "missing") == "x86_64"
     assert isinstance(cpu_model_name(), str)
+
+
+def test_sources_name_the_installed_codecarbon_version() -> None:
+    from importlib.metadata import version
+
+    expected = f"codecarbon {version('codecarbon')}"
+    assert grid_intensity("FRA").source.startswith(expected + " ")
+    assert ram_power_w(16 * GIB)[1].startswith(expected + " ")

@@ -463,6 +463,31 @@ def test_hooks_update_fingerprint_and_record(pytester: pytest.Pytester) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::pytest_greennlp.errors.GreenNLPWarning")
+def test_raising_or_corrupting_record_hook_changes_no_outcome(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        def pytest_greennlp_update_record(config, item, record):
+            if item.name == "test_raises":
+                raise KeyError("boom")
+            record["timing"] = "fast"
+        """
+    )
+    pytester.makepyfile(
+        "import pytest\n"
+        "@pytest.mark.green_infer\ndef test_raises(): pass\n"
+        "@pytest.mark.green_infer\ndef test_corrupts(): assert False\n"
+    )
+    result = pytester.runpytest("--green", "--green-energy", "none", "-W", "error")
+    result.assert_outcomes(passed=1, failed=1)
+    tests = {t["nodeid"].split("::")[-1]: t for t in load(pytester)["tests"]}
+    assert tests["test_raises"]["timing"]["wall_s"] > 0  # kept unedited
+    assert tests["test_corrupts"]["outcome"] == "failed" and tests["test_corrupts"]["timing"]
+    notes = load(pytester)["notes"]
+    assert any("pytest_greennlp_update_record raised KeyError" in n for n in notes)
+    assert any("dropped a malformed record" in n and "::test_corrupts" in n for n in notes)
+
+
+@pytest.mark.filterwarnings("ignore::pytest_greennlp.errors.GreenNLPWarning")
 def test_bad_fingerprint_hook_falls_back(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(
         """

@@ -128,6 +128,18 @@ def _data_dir() -> Path:
 
 @functools.cache
 def _codecarbon_label() -> str:
+    """``codecarbon 3.3.2``: the version from the package's ``_version.py``, else its metadata.
+
+    Reading the one-line ``_version.py`` costs microseconds; finding and parsing the
+    distribution's metadata costs milliseconds at every ``--green`` start-up.
+    """
+    try:
+        text = (_data_dir() / "_version.py").read_text(encoding="utf-8")
+        match = re.search(r"""__version__\s*=\s*["']([^"']+)["']""", text)
+        if match:
+            return f"codecarbon {match.group(1)}"
+    except (OSError, MeasurementError, UnicodeDecodeError):
+        pass
     try:
         return f"codecarbon {version('codecarbon')}"
     except PackageNotFoundError:  # pragma: no cover - data found but no metadata
