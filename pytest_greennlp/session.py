@@ -346,6 +346,8 @@ class GreenSession:
         self.report_path: Path = settings.report
         self.written_to: Path | None = None
         self.report: Report | None = None
+        #: Attach figures as junitxml properties (only when a junit XML file is written).
+        self.junit = bool(getattr(config.option, "xmlpath", None))
 
     # -- warnings ----------------------------------------------------------------
 
@@ -562,8 +564,8 @@ class GreenSession:
             item.stash[record_key] = record  # `WorkerReports` puts it on the call-phase report
         else:
             self.records[item.nodeid] = record
-        # Before the call-phase report is made, so the report carries them; junitxml writes them.
-        item.user_properties.extend(_junit_properties(record))
+        if self.junit:  # before the call-phase report is made, which carries them to junitxml
+            item.user_properties.extend(_junit_properties(record))
 
     def _parse_record(self, data: Any, nodeid: str) -> TestRecord | None:
         try:
