@@ -71,6 +71,7 @@ def main() -> int:
     parser.add_argument("--tests", type=int, default=200)
     opts = parser.parse_args()
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
         (cwd / "pytest.ini").write_text("[pytest]\n")
@@ -80,6 +81,10 @@ def main() -> int:
         (cwd / "test_suite.py").write_text(SUITE.format(n=1))
         ok &= compare("installed, not enabled vs -p no:greennlp (start-up)", cwd,
                       [], ["-p", "no:greennlp"], opts.rounds, 1.02)
+    load = max(load_before, os.getloadavg()[0])
+    print(f"load average (1 min) before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f}")
+    if load > 0.5:
+        print("note: other work was running; the ratios are less reliable than on an idle machine")
     return 0 if ok else 1
 
 
