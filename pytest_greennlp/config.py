@@ -124,6 +124,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("warmup", parse_non_negative_int, 0, "unmeasured runs before the measured ones", "N"),
     Option("energy", parse_energy_sources, "auto",
            "energy sources: auto, measured, estimate, nvml, a method name, or none", "SOURCES"),
+    Option("table", parse_non_negative_int, 20,
+           "rows of the terminal table, most expensive tests first (0: every test)", "N"),
     Option("baseline", _optional_path, None,
            "compare with this report and gate on [tool.greennlp.limits] (needs --green)", "PATH"),
 )
@@ -143,6 +145,7 @@ class GreenConfig:
     warmup: int
     energy: tuple[str, ...]
     baseline: Path | None = None
+    table: int = 20
 
     @classmethod
     def resolve(

@@ -236,11 +236,17 @@ def _cost_key(test: TestRecord) -> tuple[float, float]:
     return (-joules, -(test.timing.wall_s if test.timing else 0.0))
 
 
-def render_table(report: Report, width: int = 120) -> list[str]:
-    """Return the price-tag table, most expensive test first, with a totals row."""
+def render_table(report: Report, width: int = 120, limit: int | None = None) -> list[str]:
+    """Return the price-tag table, most expensive test first, with a totals row.
+
+    With ``limit``, only that many of the most expensive tests get a row, followed by a
+    line counting the others; the totals row still covers every test.
+    """
     header = ("test", "kind", "outcome", "wall", "cpu", "FLOPs", "energy", "CO2e", "peak RSS")
     rows: list[tuple[str, ...]] = []
-    for test in sorted(report.tests, key=_cost_key):
+    ordered = sorted(report.tests, key=_cost_key)
+    hidden = len(ordered) - limit if limit is not None and 0 <= limit < len(ordered) else 0
+    for test in ordered[: len(ordered) - hidden]:
         rows.append((
             test.nodeid,
             test.kind,
@@ -269,6 +275,9 @@ def render_table(report: Report, width: int = 120) -> list[str]:
             c.rjust(w) if j >= 2 else c.ljust(w) for j, (c, w) in enumerate(zip(row[1:], widths[1:]), 1)
         ]
         lines.append("  ".join(cells).rstrip())
+        if i == len(rows) - 1 and hidden:
+            lines.append(f"... {hidden} cheaper test{'s' if hidden != 1 else ''} not shown "
+                         "(every test is in the report)")
         if i == 0 or i == len(rows) - 1:
             lines.append("-" * min(width, len(lines[-1]) + 4))
     lines.append(

@@ -685,7 +685,8 @@ class GreenSession:
         if self.report is None:
             return
         terminalreporter.write_sep("-", "greennlp price tags")
-        for line in render_table(self.report, width=terminalreporter._tw.fullwidth):
+        limit = self.settings.table or None
+        for line in render_table(self.report, width=terminalreporter._tw.fullwidth, limit=limit):
             terminalreporter.write_line(line)
         for note in self.report.notes:
             terminalreporter.write_line(f"note: {note}")

@@ -323,6 +323,7 @@ def test_read_only_report_dir_falls_back(pytester: pytest.Pytester, tmp_path: Pa
         (["--green-region", "France"], "*--green-region must be an ISO 3166-1 alpha-3 country code*"),
         (["--green-region", "XYZ"], "*XYZ*"),
         (["--green-energy", "solar"], "*--green-energy: unknown energy source 'solar': expected one of auto*"),
+        (["--green-table", "-3"], "*--green-table must be an integer >= 0, got '-3'*"),
     ],
 )
 def test_bad_option_is_one_line_usage_error(
@@ -416,6 +417,28 @@ def test_both_markers_refused(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--green")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: *marked both green_train and green_infer*"])
+
+
+def test_terminal_table_shows_the_most_expensive_tests(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.green_infer
+        @pytest.mark.parametrize("n", [10, 300_000, 20])
+        def test_work(n):
+            sum(i * i for i in range(n))
+        """
+    )
+    result = pytester.runpytest("--green", "--green-table", "1")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*test_work?300000?*", "... 2 cheaper tests not shown*",
+                                 "TOTAL * 3 tests*"])
+    assert "test_work[10]" not in result.stdout.str()
+    assert len(load(pytester)["tests"]) == 3
+    result = pytester.runpytest("--green", "--green-table", "0")
+    assert "not shown" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["*test_work?10?*"])
 
 
 def test_markers_registered_and_options_listed(pytester: pytest.Pytester) -> None:

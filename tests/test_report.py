@@ -158,6 +158,17 @@ def test_table_sorted_by_cost_with_totals() -> None:
     assert "56 g/kWh (FRA" in lines[-1]
 
 
+def test_table_limit_keeps_the_most_expensive_rows_and_every_test_in_the_totals() -> None:
+    report = make_report(4)
+    lines = render_table(report, width=200, limit=2)
+    body = [line.split()[0] for line in lines if line.startswith("tests/")]
+    assert body == ["tests/test_m.py::test_3", "tests/test_m.py::test_2"]
+    assert "... 2 cheaper tests not shown (every test is in the report)" in lines
+    assert any(line.startswith("TOTAL") and "4 tests" in line for line in lines)
+    assert render_table(report, width=200, limit=4) == render_table(report, width=200)
+    assert "... 1 cheaper test not shown" in " ".join(render_table(report, width=200, limit=3))
+
+
 def test_table_truncates_long_ids_from_the_left() -> None:
     report = make_report(1)
     long = Report(**{**report.__dict__, "tests": (TestRecord(nodeid="x" * 300 + "::test_end",
