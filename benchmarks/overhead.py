@@ -65,13 +65,29 @@ def compare(name: str, cwd: Path, a: list[str], b: list[str], rounds: int, targe
     return ok
 
 
+def busy_cpu_s() -> float | None:
+    """CPU seconds the whole machine has been busy since boot (Linux ``/proc/stat``), or None."""
+    try:
+        with open("/proc/stat") as handle:
+            fields = [int(x) for x in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
+    return sum(u.ru_utime + u.ru_stime for u in usage)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--tests", type=int, default=200)
     opts = parser.parse_args()
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
-    load_before = os.getloadavg()[0]
+    start_wall, start_busy, start_own = time.perf_counter(), busy_cpu_s(), own_cpu_s()
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
         (cwd / "pytest.ini").write_text("[pytest]\n")
@@ -81,10 +97,13 @@ def main() -> int:
         (cwd / "test_suite.py").write_text(SUITE.format(n=1))
         ok &= compare("installed, not enabled vs -p no:greennlp (start-up)", cwd,
                       [], ["-p", "no:greennlp"], opts.rounds, 1.02)
-    load = max(load_before, os.getloadavg()[0])
-    print(f"load average (1 min) before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f}")
-    if load > 0.5:
-        print("note: other work was running; the ratios are less reliable than on an idle machine")
+    end_busy = busy_cpu_s()
+    if start_busy is not None and end_busy is not None:
+        # CPU time of everything else on the machine while this ran, in cores.
+        others = (end_busy - start_busy - (own_cpu_s() - start_own)) / (time.perf_counter() - start_wall)
+        print(f"other processes used {max(others, 0.0):.2f} of {os.cpu_count()} CPUs meanwhile")
+        if others > 0.2:
+            print("note: other work was running; the ratios are less reliable than on an idle machine")
     return 0 if ok else 1
 
 
