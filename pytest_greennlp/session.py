@@ -262,24 +262,21 @@ def build_energy(
     """Turn the windows of the measured runs into an `Energy` (medians over runs)."""
     if not readers or not runs:
         return None, []
+    if len(runs) == 1:
+        return _energy_of_one_run(runs[0], readers, attribution)
     notes = []
     parts = []
     available = []
-    single = len(runs) == 1
     for reader in readers:
-        if single:
-            value = runs[0].energy_j.get(reader.domain)
-            values = [] if value is None else [value]
-        else:
-            values = [run.energy_j.get(reader.domain) for run in runs]
-        if not values or any(v is None for v in values):
+        values = [run.energy_j.get(reader.domain) for run in runs]
+        if any(v is None for v in values):
             notes.append(f"energy of {reader.domain} ({reader.method}) unavailable for this test")
             continue
         available.append(reader)
         parts.append(
             EnergyPart(
                 domain=reader.domain,
-                energy_j=_median(values),
+                energy_j=_median(values),  # type: ignore[arg-type]
                 method=reader.method,
                 measured=reader.measured,
                 source=reader.source,
@@ -295,11 +292,37 @@ def build_energy(
         parts=tuple(parts),
         measured_j=_median(measured_samples) if measured_samples else None,
         estimated_j=_median(estimated_samples) if estimated_samples else None,
-        samples_measured_j=() if single else measured_samples,
-        samples_estimated_j=() if single else estimated_samples,
+        samples_measured_j=measured_samples,
+        samples_estimated_j=estimated_samples,
         attribution=attribution,
     )
     return energy, notes
+
+
+def _energy_of_one_run(
+    run: WindowTotals, readers: Sequence[EnergyReader], attribution: str
+) -> tuple[Energy | None, list[str]]:
+    """`build_energy` for one measured run (no repeats): the common case, once per test."""
+    notes = []
+    parts = []
+    measured: float | None = None
+    estimated: float | None = None
+    energy_j = run.energy_j
+    for reader in readers:
+        value = energy_j.get(reader.domain)
+        if value is None:
+            notes.append(f"energy of {reader.domain} ({reader.method}) unavailable for this test")
+            continue
+        if reader.measured:
+            measured = value if measured is None else measured + value
+        else:
+            estimated = value if estimated is None else estimated + value
+        parts.append(EnergyPart(domain=reader.domain, energy_j=value, method=reader.method,
+                                measured=reader.measured, source=reader.source, scope=reader.scope))
+    if not parts:
+        return None, notes
+    return Energy(parts=tuple(parts), measured_j=measured, estimated_j=estimated,
+                  samples_measured_j=(), samples_estimated_j=(), attribution=attribution), notes
 
 
 def _median(values: Sequence[float]) -> float:
