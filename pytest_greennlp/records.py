@@ -76,9 +76,11 @@ class Record:
         )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # ``kwargs`` is a new dict on every call: with every field given by keyword (how
-        # the session builds records, once per test) it becomes the instance's __dict__.
-        if args or kwargs.keys() != self._name_set:
+        # The instance's __dict__ holds the fields in declaration order (`fields_dict`
+        # relies on it). ``kwargs`` is a new dict on every call: with every field given by
+        # keyword in that order (how the session builds records, once per test) it is used
+        # as it is.
+        if args or tuple(kwargs) != self._names:
             kwargs = self._bind(args, kwargs)
         object.__setattr__(self, "__dict__", kwargs)
 
@@ -103,7 +105,7 @@ class Record:
         if len(values) < len(names):
             missing = next(n for n in names if n not in values)
             raise TypeError(f"{cls.__name__}() missing required argument {missing!r}")
-        return values
+        return {name: values[name] for name in names}
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
@@ -112,13 +114,14 @@ class Record:
         raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
 
     def fields_dict(self) -> dict[str, Any]:
-        """The fields by name, in declaration order (nested records stay records)."""
-        values = self.__dict__
-        return {name: values[name] for name in self._names}
+        """The fields by name, in declaration order (nested records stay records).
+
+        The instance's own dict: read it, never change it.
+        """
+        return self.__dict__
 
     def _values(self) -> tuple[Any, ...]:
-        values = self.__dict__
-        return tuple([values[name] for name in self._names])
+        return tuple(self.__dict__.values())
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
@@ -129,8 +132,7 @@ class Record:
         return hash(self._values())
 
     def __repr__(self) -> str:
-        values = self.__dict__
-        inner = ", ".join(f"{name}={values[name]!r}" for name in self._names)
+        inner = ", ".join(f"{name}={value!r}" for name, value in self.__dict__.items())
         return f"{type(self).__qualname__}({inner})"
 
 
@@ -348,8 +350,7 @@ def _jsonable(value: Any) -> Any:
     if cls is float:
         return value if math.isfinite(value) else None
     if isinstance(value, Record):
-        fields = value.__dict__
-        return {name: _jsonable(fields[name]) for name in value._names}
+        return {name: _jsonable(field) for name, field in value.__dict__.items()}
     if cls is tuple or cls is list:
         return [_jsonable(v) for v in value]
     if cls is dict:
