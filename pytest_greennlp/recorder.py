@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Mapping
@@ -109,6 +110,8 @@ class Recorder:
         if number is None and status == "ok":
             status = "failed"
         explicit = _trial_cost(cost) if cost is not None else None
+        if config is not None:
+            _check_json(dict(config), "green.trial config")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ConfigError(f"green.trial: seed must be an integer, got {seed!r}")
         run = self._run
@@ -162,7 +165,12 @@ class Recorder:
             self._run.notes.append(str(text)[:500])
 
     def extra(self, key: str, value: Any) -> None:
-        """Store a JSON-serialisable value under ``extra[key]`` in the test's record."""
+        """Store a JSON-serialisable value under ``extra[key]`` in the test's record.
+
+        Raises `ConfigError` for a value JSON cannot hold (an object, a cycle), so the
+        mistake shows in this test rather than as a report that cannot be written.
+        """
+        _check_json(value, f"green.extra({key!r})")
         if self._run is not None and self._run.recording:
             self._run.extra[str(key)] = value
 
@@ -211,6 +219,14 @@ def _count(n: object, where: str) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ConfigError(f"{where}: expected an integer >= 0, got {n!r}")
     return n
+
+
+def _check_json(value: object, where: str) -> None:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        reason = "it contains itself" if isinstance(exc, (RecursionError, ValueError)) else exc
+        raise ConfigError(f"{where}: the value must be JSON-serialisable ({reason})") from None
 
 
 def _number(value: object, where: str) -> float:

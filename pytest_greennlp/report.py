@@ -109,8 +109,11 @@ def report_json(report: Report) -> str:
     which JSON lacks) goes through `to_dict`, which writes those as null.
     """
     try:
-        return json.dumps(report, default=_record_fields, allow_nan=False) + "\n"
-    except (TypeError, ValueError):
+        # Records hold no cycles, so the encoder's cycle bookkeeping is skipped; a cycle in
+        # user data (``extra``) ends in RecursionError like any other unencodable value.
+        return json.dumps(report, default=_record_fields, allow_nan=False,
+                          check_circular=False) + "\n"
+    except (TypeError, ValueError, RecursionError):
         return json.dumps(to_dict(report), allow_nan=False) + "\n"
 
 
@@ -122,8 +125,11 @@ def _record_fields(value: Any) -> dict[str, Any]:
 
 def write_report(report: Report, path: Path) -> None:
     """Write ``report`` as JSON atomically: a temporary file in the same folder, then rename."""
-    text = report_json(report)
     path = Path(path)
+    try:
+        text = report_json(report)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ReportError(path, f"cannot be written: a value is not JSON ({_one_line(exc)})") from None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -664,3 +664,26 @@ def test_flops_from_green_model(pytester: pytest.Pytester) -> None:
 
 if sys.platform != "linux":  # pragma: no cover
     pytestmark = pytest.mark.skip("the plugin's tests assume Linux /proc")
+
+
+def test_extra_and_trial_config_must_be_json(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        from pytest_greennlp.errors import ConfigError
+
+        @pytest.mark.green_infer
+        def test_values(green):
+            loop = {}
+            loop["self"] = loop
+            with pytest.raises(ConfigError, match="green.extra.'obj'.: the value must be JSON"):
+                green.extra("obj", object())
+            with pytest.raises(ConfigError, match="contains itself"):
+                green.extra("loop", loop)
+            with pytest.raises(ConfigError, match="green.trial config"):
+                green.trial(0.5, config={"model": object()})
+            green.extra("fine", {"nan": float("nan"), "list": [1, 2]})
+        """
+    )
+    pytester.runpytest("--green", "--green-energy", "none").assert_outcomes(passed=1)
+    assert load(pytester)["tests"][0]["extra"] == {"fine": {"nan": None, "list": [1, 2]}}

@@ -176,3 +176,11 @@ def test_table_truncates_long_ids_from_the_left() -> None:
     lines = render_table(long, width=100)
     assert any(line.startswith("...") and "test_end" in line for line in lines)
     assert os.linesep not in "".join(lines)
+
+
+def test_a_report_json_cannot_hold_is_a_report_error_not_a_crash(tmp_path: Path) -> None:
+    bad = replace(make_report(1), notes=("ok",), tests=(
+        TestRecord(nodeid="t", kind="infer", outcome="passed", extra={"obj": object()}),))
+    with pytest.raises(ReportError, match="cannot be written: a value is not JSON"):
+        write_report(bad, tmp_path / "r.json")
+    assert not list(tmp_path.iterdir())  # nothing half-written
