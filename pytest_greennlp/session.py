@@ -9,6 +9,7 @@ checkpoints while the run goes on and the final report at the end.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import statistics
@@ -436,7 +437,7 @@ class GreenSession:
                     "per-process estimates; machine-wide counters are reported for the whole run only"
                 )
         self.readers = chosen
-        self._read_all = lambda rs: energy.read_all(rs, failed=self._failed, warn=self.warn)
+        self._read_all = functools.partial(energy.read_all, failed=self._failed, warn=self.warn)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -600,8 +601,8 @@ class GreenSession:
     # -- collection on the controller -----------------------------------------------
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self.is_worker:
-            return
+        if self.is_worker or (report.when == "setup" and report.passed):
+            return  # a passed setup changes nothing: the call phase brings the record
         data = getattr(report, REPORT_ATTR, None)
         current = self.records.get(report.nodeid)
         if data is not None:
@@ -609,8 +610,6 @@ class GreenSession:
             if current is None:
                 return
         if current is None:
-            if report.when == "setup" and report.passed:
-                return  # the call phase brings the record
             kind = _report_kind(report)
             if kind is None:
                 return
