@@ -134,7 +134,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             config.pluginmanager.unregister(plugin)
     session = config.stash.get(session_key, None)
     if session is not None:
-        session.close()
+        session.release()
         config.pluginmanager.unregister(session)
         del config.stash[session_key]
 

@@ -473,6 +473,9 @@ class GreenSession:
                 return (yield from self._measure_call(item, run))
         finally:
             _running.remove(run)
+            # Its record is kept; the measuring state goes now rather than living on the
+            # item until the end of the run.
+            del item.stash[run_key]
 
     def _measure_call(self, item: pytest.Item, run: TestRun) -> Generator[None, None, None]:
         for i in range(self.settings.warmup):
@@ -701,6 +704,17 @@ class GreenSession:
                 log.debug("closing %r failed", reader, exc_info=True)
         self.readers = []
 
+    def release(self) -> None:
+        """Drop the records once everything is reported (at unconfigure).
+
+        They then go by reference counting before pytest's final garbage collections,
+        which would otherwise walk every record of the run several times.
+        """
+        self.close()
+        self.records = {}
+        self.report = None
+        self._read_all = lambda readers: {}
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         from pytest_greennlp.report import render_table
 
@@ -733,6 +747,7 @@ class WorkerReports:
             record = item.stash.get(record_key, None)
             if record is not None:
                 setattr(report, REPORT_ATTR, to_dict(record))
+                del item.stash[record_key]
         return report
 
 
