@@ -469,8 +469,10 @@ class GreenSession:
         # Published for code without the fixture; the Trainer callback added in train tests.
         _running.append(run)
         try:
-            with _hf_auto_callback(run):
-                return (yield from self._measure_call(item, run))
+            if run.kind == "train" and "transformers.trainer" in sys.modules:
+                with _hf_auto_callback():
+                    return (yield from self._measure_call(item, run))
+            return (yield from self._measure_call(item, run))
         finally:
             _running.remove(run)
             # Its record is kept; the measuring state goes now rather than living on the
@@ -818,16 +820,15 @@ def _junit_properties(record: TestRecord) -> list[tuple[str, object]]:
     return props
 
 
-def _hf_auto_callback(run: TestRun) -> contextlib.AbstractContextManager[object]:
-    """`hf.auto_callback` in a green_train test whose ``transformers.trainer`` is loaded."""
-    if run.kind != "train" or "transformers.trainer" not in sys.modules:
-        return contextlib.nullcontext()
+def _hf_auto_callback() -> contextlib.AbstractContextManager[object]:
+    """`hf.auto_callback`, for a green_train test run after ``transformers.trainer`` loaded."""
     try:
         from pytest_greennlp.hf import auto_callback
     except Exception:  # an unusual transformers: pass GreenCallback explicitly instead
         log.debug("hf.auto_callback unavailable", exc_info=True)
         return contextlib.nullcontext()
     return auto_callback()
+
 
 def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
