@@ -217,6 +217,17 @@ class TestRun:
         return True
 
 
+class _Measured:
+    """What a test's call left for its record (see `GreenSession._build_pending`)."""
+
+    __slots__ = ("item", "run", "samples", "rss", "cuda_peak", "outcome")
+
+    def __init__(self, item: pytest.Item, run: TestRun, samples: list[WindowTotals],
+                 rss: int | None, cuda_peak: int | None, outcome: str) -> None:
+        self.item, self.run, self.samples = item, run, samples
+        self.rss, self.cuda_peak, self.outcome = rss, cuda_peak, outcome
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Cumulative figures of a test's active window at one moment (see `TestRun.snapshot`)."""
@@ -361,6 +372,9 @@ class GreenSession:
         self._read_all: Callable[[Sequence[EnergyReader]], Mapping[str, float | None]] = lambda r: {}
         self.memory = MemoryProbe()
         self.records: dict[str, TestRecord] = {}
+        #: Tests measured in this process whose records are built at the next report.
+        self.pending: dict[str, _Measured] = {}
+        self._record_hook = config.hook.pytest_greennlp_update_record
         self.notes: list[str] = []
         self._warned: set[str] = set()
         self._failed: set[str] = set()
@@ -475,8 +489,7 @@ class GreenSession:
             return (yield from self._measure_call(item, run))
         finally:
             _running.remove(run)
-            # Its record is kept; the measuring state goes now rather than living on the
-            # item until the end of the run.
+            # Off the item: what the record needs is kept (or built) by `_measure_call`.
             del item.stash[run_key]
 
     def _measure_call(self, item: pytest.Item, run: TestRun) -> Generator[None, None, None]:
@@ -502,7 +515,12 @@ class GreenSession:
             samples = [self._chosen(run)]
             for _ in range(self.settings.repeats - 1 if not failed else 0):
                 samples.append(self._repeat(item, run))
-            self._keep(item, self._record(item, run, samples, rss, cuda_peak))
+            if self.is_worker or self.junit or self._record_hook.get_hookimpls():
+                self._keep(item, self._record(item, run, samples, rss, cuda_peak))
+            else:
+                # Built with the others when a report is written: in one loop the code is
+                # warm, where once per test, between pytest's own work, it runs cold.
+                self.pending[item.nodeid] = _Measured(item, run, samples, rss, cuda_peak, "passed")
 
     @staticmethod
     def _chosen(run: TestRun) -> WindowTotals:
@@ -577,9 +595,16 @@ class GreenSession:
             notes=tuple(run.notes + notes),
         )
 
+    def _build_pending(self) -> None:
+        """Turn the measured tests not yet built into records (before a report is written)."""
+        pending, self.pending = self.pending, {}
+        for nodeid, m in pending.items():
+            record = self._record(m.item, m.run, m.samples, m.rss, m.cuda_peak)
+            self.records[nodeid] = record if m.outcome == "passed" else replace(record, outcome=m.outcome)
+
     def _keep(self, item: pytest.Item, record: TestRecord) -> None:
         """Let hooks edit the record, then keep it (on a worker: for its call-phase report)."""
-        hook = self.config.hook.pytest_greennlp_update_record
+        hook = self._record_hook
         if hook.get_hookimpls():
             data = to_dict(record)
             try:
@@ -608,6 +633,12 @@ class GreenSession:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.is_worker or (report.when == "setup" and report.passed):
             return  # a passed setup changes nothing: the call phase brings the record
+        measured = self.pending.get(report.nodeid)
+        if measured is not None:  # measured here, record not built yet: note the outcome
+            measured.outcome = _outcome(report, measured.outcome)
+            if report.when == "teardown":
+                self.checkpoint()
+            return
         data = getattr(report, REPORT_ATTR, None)
         current = self.records.get(report.nodeid)
         if data is not None:
@@ -629,6 +660,7 @@ class GreenSession:
     def build_report(self, *, complete: bool, exit_status: int | None) -> Report:
         from pytest_greennlp.report import assemble, fingerprint_of
 
+        self._build_pending()
         run_energy = None
         if self.run_window is not None:
             self.run_window.stop()
@@ -714,6 +746,7 @@ class GreenSession:
         """
         self.close()
         self.records = {}
+        self.pending = {}
         self.report = None
         self._read_all = lambda readers: {}
 

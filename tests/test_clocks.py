@@ -112,3 +112,26 @@ def test_window_failed_reading_is_none_not_zero() -> None:
     window.start()
     window.stop()
     assert window.totals.energy_j == {"x": None}
+
+
+def test_peak_falls_back_to_vmhwm_when_ru_maxrss_is_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exited thread can leave ru_maxrss above this window's peak: VmHWM is read then."""
+    import resource
+
+    from pytest_greennlp.measure import clocks
+
+    probe = MemoryProbe()
+    if not probe.per_test:  # pragma: no cover - kernels without clear_refs
+        pytest.skip("no /proc/self/clear_refs here")
+    real = resource.getrusage
+
+    class Stale:
+        def __init__(self, who: int) -> None:
+            self.ru_maxrss = real(who).ru_maxrss + 10**9  # 1 TB (in KiB) "from a dead thread"
+
+    monkeypatch.setattr(clocks.resource, "getrusage", Stale)
+    probe.reset()
+    peak, _ = probe.peak()
+    assert peak is not None and peak < 10**12
+    hwm = probe._read_hwm()
+    assert hwm is not None and abs(peak - hwm) < 16 * 2**20

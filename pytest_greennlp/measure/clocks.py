@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 
 _STATUS = "/proc/self/status"
 _CLEAR_REFS = "/proc/self/clear_refs"
+_STATM = "/proc/self/statm"
+_PAGE_KIB = (os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096) // 1024
 
 
 def torch_cuda() -> Any | None:
@@ -57,10 +59,13 @@ class MemoryProbe:
     """
 
     def __init__(self) -> None:
-        self._clear_fd = self._status_fd = -1
+        self._clear_fd = self._status_fd = self._statm_fd = -1
+        #: After the last reset, ``ru_maxrss`` equals VmHWM (see `reset`).
+        self._rusage_tracks_hwm = False
         try:
             self._clear_fd = os.open(_CLEAR_REFS, os.O_WRONLY)
             self._status_fd = os.open(_STATUS, os.O_RDONLY)
+            self._statm_fd = os.open(_STATM, os.O_RDONLY)
             os.write(self._clear_fd, b"5")
             self.per_test = self._read_hwm() is not None
         except OSError:
@@ -74,10 +79,10 @@ class MemoryProbe:
         )
 
     def close(self) -> None:
-        for fd in (self._clear_fd, self._status_fd):
+        for fd in (self._clear_fd, self._status_fd, self._statm_fd):
             if fd >= 0:
                 os.close(fd)
-        self._clear_fd = self._status_fd = -1
+        self._clear_fd = self._status_fd = self._statm_fd = -1
 
     def _read_hwm(self) -> int | None:
         try:
@@ -88,19 +93,37 @@ class MemoryProbe:
             return None
 
     def reset(self) -> None:
-        """Start a new peak window (also the CUDA peak when CUDA is in use)."""
+        """Start a new peak window (also the CUDA peak when CUDA is in use).
+
+        The kernel's ``ru_maxrss`` is the larger of the high-water mark this resets and a
+        per-process maximum that only exiting threads raise. When, right after the reset,
+        it is no higher than the current RSS, it follows the window's own peak and `peak`
+        reads it (a light system call); otherwise `peak` reads VmHWM from
+        ``/proc/self/status``, which the kernel has to generate in full.
+        """
+        self._rusage_tracks_hwm = False
         if self.per_test:
             try:
                 os.write(self._clear_fd, b"5")
+                rss_kib = int(os.pread(self._statm_fd, 128, 0).split()[1]) * _PAGE_KIB
+                maxrss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                self._rusage_tracks_hwm = maxrss_kib <= rss_kib
             except OSError:  # pragma: no cover - permission changed mid-run
                 self.per_test = False
+            except (ValueError, IndexError):  # pragma: no cover - unexpected statm format
+                pass
         cuda = torch_cuda()
         if cuda is not None:
             cuda.reset_peak_memory_stats()
 
     def peak(self) -> tuple[int | None, int | None]:
         """Return (peak RSS bytes, CUDA peak allocated bytes or None)."""
-        rss = self._read_hwm() if self.per_test else None
+        rss = None
+        if self.per_test:
+            if self._rusage_tracks_hwm:
+                rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            else:
+                rss = self._read_hwm()
         if rss is None:
             scale = 1 if sys.platform == "darwin" else 1024
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
