@@ -274,8 +274,6 @@ def build_energy(
     """Turn the windows of the measured runs into an `Energy` (medians over runs)."""
     if not readers or not runs:
         return None, []
-    if len(runs) == 1:
-        return _energy_of_one_run(runs[0], readers, attribution)
     notes = []
     parts = []
     available = []
@@ -304,37 +302,11 @@ def build_energy(
         parts=tuple(parts),
         measured_j=_median(measured_samples) if measured_samples else None,
         estimated_j=_median(estimated_samples) if estimated_samples else None,
-        samples_measured_j=measured_samples,
-        samples_estimated_j=estimated_samples,
+        samples_measured_j=measured_samples if len(runs) > 1 else (),
+        samples_estimated_j=estimated_samples if len(runs) > 1 else (),
         attribution=attribution,
     )
     return energy, notes
-
-
-def _energy_of_one_run(
-    run: WindowTotals, readers: Sequence[EnergyReader], attribution: str
-) -> tuple[Energy | None, list[str]]:
-    """`build_energy` for one measured run (no repeats): the common case, once per test."""
-    notes = []
-    parts = []
-    measured: float | None = None
-    estimated: float | None = None
-    energy_j = run.energy_j
-    for reader in readers:
-        value = energy_j.get(reader.domain)
-        if value is None:
-            notes.append(f"energy of {reader.domain} ({reader.method}) unavailable for this test")
-            continue
-        if reader.measured:
-            measured = value if measured is None else measured + value
-        else:
-            estimated = value if estimated is None else estimated + value
-        parts.append(EnergyPart(domain=reader.domain, energy_j=value, method=reader.method,
-                                measured=reader.measured, source=reader.source, scope=reader.scope))
-    if not parts:
-        return None, notes
-    return Energy(parts=tuple(parts), measured_j=measured, estimated_j=estimated,
-                  samples_measured_j=(), samples_estimated_j=(), attribution=attribution), notes
 
 
 def _median(values: Sequence[float]) -> float:
@@ -553,8 +525,7 @@ class GreenSession:
         marker_kwargs: Mapping[str, Any] = item.stash.get(marker_key, {})
         walls = tuple(s.wall_s for s in samples)
         cpus = tuple(s.cpu_s for s in samples)
-        synced = samples[0].synchronized if len(samples) == 1 else tuple(
-            sorted({x for s in samples for x in s.synchronized}))
+        synced = tuple(sorted({x for s in samples for x in s.synchronized}))
         timing = Timing(
             wall_s=_median(walls),
             cpu_s=_median(cpus),
