@@ -9,14 +9,16 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["MemoryProbe", "cuda_synchronize", "now", "torch_cuda"]
+from pytest_greennlp.errors import MeasurementError
+
+__all__ = ["MemoryProbe", "StatmRss", "cuda_synchronize", "now", "torch_cuda"]
 
 log = logging.getLogger(__name__)
 
 _STATUS = "/proc/self/status"
 _CLEAR_REFS = "/proc/self/clear_refs"
 _STATM = "/proc/self/statm"
-_PAGE_KIB = (os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096) // 1024
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def torch_cuda() -> Any | None:
@@ -49,6 +51,27 @@ def now() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
+class StatmRss:
+    """Current RSS in bytes from ``/proc/self/statm`` (kept open: ~1 us per read)."""
+
+    def __init__(self) -> None:
+        try:
+            self._fd = os.open(_STATM, os.O_RDONLY)
+        except OSError as exc:
+            raise MeasurementError(f"cannot read {_STATM}: {exc}") from exc
+
+    def __call__(self) -> int:
+        return int(os.pread(self._fd, 128, 0).split()[1]) * _PAGE_SIZE
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            try:
+                os.close(self._fd)
+            except OSError:  # pragma: no cover - already closed
+                log.debug("closing %s failed", _STATM, exc_info=True)
+            self._fd = -1
+
+
 class MemoryProbe:
     """Peak resident memory of this process over a window.
 
@@ -59,16 +82,17 @@ class MemoryProbe:
     """
 
     def __init__(self) -> None:
-        self._clear_fd = self._status_fd = self._statm_fd = -1
+        self._clear_fd = self._status_fd = -1
+        self._statm: StatmRss | None = None
         #: After the last reset, ``ru_maxrss`` equals VmHWM (see `reset`).
         self._rusage_tracks_hwm = False
         try:
             self._clear_fd = os.open(_CLEAR_REFS, os.O_WRONLY)
             self._status_fd = os.open(_STATUS, os.O_RDONLY)
-            self._statm_fd = os.open(_STATM, os.O_RDONLY)
+            self._statm = StatmRss()
             os.write(self._clear_fd, b"5")
             self.per_test = self._read_hwm() is not None
-        except OSError:
+        except (OSError, MeasurementError):
             self.per_test = False
         if not self.per_test:
             self.close()
@@ -79,10 +103,13 @@ class MemoryProbe:
         )
 
     def close(self) -> None:
-        for fd in (self._clear_fd, self._status_fd, self._statm_fd):
+        for fd in (self._clear_fd, self._status_fd):
             if fd >= 0:
                 os.close(fd)
-        self._clear_fd = self._status_fd = self._statm_fd = -1
+        self._clear_fd = self._status_fd = -1
+        if self._statm is not None:
+            self._statm.close()
+            self._statm = None
 
     def _read_hwm(self) -> int | None:
         try:
@@ -105,9 +132,9 @@ class MemoryProbe:
         if self.per_test:
             try:
                 os.write(self._clear_fd, b"5")
-                rss_kib = int(os.pread(self._statm_fd, 128, 0).split()[1]) * _PAGE_KIB
+                assert self._statm is not None
                 maxrss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                self._rusage_tracks_hwm = maxrss_kib <= rss_kib
+                self._rusage_tracks_hwm = maxrss_kib * 1024 <= self._statm()
             except OSError:  # pragma: no cover - permission changed mid-run
                 self.per_test = False
             except (ValueError, IndexError):  # pragma: no cover - unexpected statm format

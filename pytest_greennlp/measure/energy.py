@@ -32,6 +32,7 @@ from typing import Any
 from pytest_greennlp.errors import ConfigError, MeasurementError
 from pytest_greennlp.measure import codecarbon_data
 from pytest_greennlp.measure.base import EnergyReader, Scope
+from pytest_greennlp.measure.clocks import StatmRss
 from pytest_greennlp.measure.nvml import GpuInfo, device_handle, load_nvml, nvml_devices
 
 __all__ = [
@@ -68,7 +69,6 @@ ENERGY_SOURCES: tuple[str, ...] = ("auto", "measured", "estimate", "nvml", *_MET
 
 _TOP_ZONE = r"^intel-rapl:(\d+)$"  # compiled on first use (re caches it): few machines have RAPL
 _SUB_ZONE = r"^intel-rapl:(\d+):(\d+)$"
-_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 # -- private helpers ---------------------------------------------------------------
@@ -130,22 +130,6 @@ class _Zone:
     max_range_uj: int
     last_uj: int
     total_uj: int = 0
-
-
-class _StatmRss:
-    """Current RSS in bytes from ``/proc/self/statm`` (kept open: ~1 us per read)."""
-
-    def __init__(self) -> None:
-        try:
-            self._fd = os.open("/proc/self/statm", os.O_RDONLY)
-        except OSError as exc:
-            raise MeasurementError(f"cannot read /proc/self/statm: {exc}") from exc
-
-    def __call__(self) -> int:
-        return int(os.pread(self._fd, 128, 0).split()[1]) * _PAGE_SIZE
-
-    def close(self) -> None:
-        _close_fd(self._fd)
 
 
 def _peak_rss_bytes() -> int:
@@ -558,7 +542,7 @@ class RamModelEstimateReader:
         self.source = f"{source}; x current RSS / {total_bytes} B total, x wall time"
         self._rss_arg = rss_bytes
         self._rss: Callable[[], int] | None = None
-        self._statm: _StatmRss | None = None
+        self._statm: StatmRss | None = None
         self._clock = clock
         self._energy_j = 0.0
         self._last_t = 0.0
@@ -587,7 +571,7 @@ class RamModelEstimateReader:
         if self._rss_arg is not None:
             self._rss = self._rss_arg
         elif os.path.exists("/proc/self/statm"):
-            self._statm = _StatmRss()
+            self._statm = StatmRss()
             self._rss = self._statm
         else:
             self._rss = _peak_rss_bytes
