@@ -190,12 +190,8 @@ def green(request: pytest.FixtureRequest) -> Recorder:
     """
     from pytest_greennlp.recorder import Recorder
 
-    run = None
-    if session_key in request.config.stash:
-        from pytest_greennlp.session import run_key
-
-        run = request.node.stash.get(run_key, None)
-    return Recorder(run)
+    session = request.config.stash.get(session_key, None)
+    return Recorder(session.run_for(request.node) if session is not None else None)
 
 
 @pytest.hookimpl(trylast=True)

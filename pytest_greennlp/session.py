@@ -277,16 +277,21 @@ def build_energy(
     notes = []
     parts = []
     available = []
+    single = runs[0].energy_j if len(runs) == 1 else None
     for reader in readers:
-        values = [run.energy_j.get(reader.domain) for run in runs]
-        if any(v is None for v in values):
+        if single is not None:
+            value = single.get(reader.domain)
+        else:
+            values = [run.energy_j.get(reader.domain) for run in runs]
+            value = None if None in values else statistics.median(values)  # type: ignore[type-var]
+        if value is None:
             notes.append(f"energy of {reader.domain} ({reader.method}) unavailable for this test")
             continue
         available.append(reader)
         parts.append(
             EnergyPart(
                 domain=reader.domain,
-                energy_j=_median(values),  # type: ignore[arg-type]
+                energy_j=value,
                 method=reader.method,
                 measured=reader.measured,
                 source=reader.source,
@@ -295,6 +300,12 @@ def build_energy(
         )
     if not parts:
         return None, notes
+    if single is not None:
+        measured, estimated = _split_by_basis(single, available)
+        return Energy(
+            parts=tuple(parts), measured_j=measured, estimated_j=estimated,
+            samples_measured_j=(), samples_estimated_j=(), attribution=attribution,
+        ), notes
     per_run = [_split_by_basis(run.energy_j, available) for run in runs]
     measured_samples = tuple(m for m, _ in per_run if m is not None)
     estimated_samples = tuple(e for _, e in per_run if e is not None)
@@ -302,8 +313,8 @@ def build_energy(
         parts=tuple(parts),
         measured_j=_median(measured_samples) if measured_samples else None,
         estimated_j=_median(estimated_samples) if estimated_samples else None,
-        samples_measured_j=measured_samples if len(runs) > 1 else (),
-        samples_estimated_j=estimated_samples if len(runs) > 1 else (),
+        samples_measured_j=measured_samples,
+        samples_estimated_j=estimated_samples,
         attribution=attribution,
     )
     return energy, notes
@@ -434,65 +445,71 @@ class GreenSession:
                 self.run_window.start()
             self.checkpoint(force=True)
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        # Created before fixtures are set up, so the ``green`` fixture can find it.
-        kind = item.stash.get(kind_key, None)
-        if kind is not None and self.measures_tests:
-            item.stash[run_key] = TestRun(
+    def run_for(self, item: pytest.Item) -> TestRun | None:
+        """The `TestRun` of a marked test, made on first use (by the ``green`` fixture at
+        setup, else by the call wrapper); None for an unmarked test or on an xdist controller."""
+        run = item.stash.get(run_key, None)
+        if run is None:
+            kind = item.stash.get(kind_key, None)
+            if kind is None or not self.measures_tests:
+                return None
+            run = item.stash[run_key] = TestRun(
                 nodeid=item.nodeid,
                 kind=kind,
                 default_group=getattr(item, "originalname", item.name),
                 readers=self.readers,
                 read_all=self._read_all,
             )
+        return run
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
-        run = item.stash.get(run_key, None)
+        run = self.run_for(item)
         if run is None:
             return (yield)
         # Published for code without the fixture; the Trainer callback added in train tests.
         _running.append(run)
+        hf = None
         try:
             if run.kind == "train" and "transformers.trainer" in sys.modules:
-                with _hf_auto_callback():
-                    return (yield from self._measure_call(item, run))
-            return (yield from self._measure_call(item, run))
-        finally:
-            _running.remove(run)
-            # Off the item: what the record needs is kept (or built) by `_measure_call`.
-            del item.stash[run_key]
-
-    def _measure_call(self, item: pytest.Item, run: TestRun) -> Generator[None, None, None]:
-        for i in range(self.settings.warmup):
+                hf = _hf_auto_callback()
+                hf.__enter__()
+            for i in range(self.settings.warmup):
+                try:
+                    item.runtest()
+                except Exception as exc:
+                    run.notes.append(f"warm-up run {i + 1} raised {type(exc).__name__}; "
+                                     f"warm-up stopped")
+                    break
+            run.recording = run.measuring = True
+            window = run.window = Window(self.readers, self._read_all)
+            self.memory.reset()
+            window.start()
+            failed = True
             try:
-                item.runtest()
-            except Exception as exc:
-                run.notes.append(f"warm-up run {i + 1} raised {type(exc).__name__}; warm-up stopped")
-                break
-        run.recording = run.measuring = True
-        run.window = run.new_window()
-        self.memory.reset()
-        run.window.start()
-        failed = True
-        try:
-            result = yield
-            failed = False
-            return result
+                result = yield
+                failed = False
+                return result
+            finally:
+                window.stop()
+                run.recording = run.measuring = False
+                rss, cuda_peak = self.memory.peak()
+                samples = [(run.region or window).totals]
+                for _ in range(self.settings.repeats - 1 if not failed else 0):
+                    samples.append(self._repeat(item, run))
+                if self.is_worker or self.junit or self._record_hook.get_hookimpls():
+                    self._keep(item, self._record(item, run, samples, rss, cuda_peak))
+                else:
+                    # Built with the others when a report is written: in one loop the code
+                    # is warm, where once per test, between pytest's own work, it runs cold.
+                    self.pending[item.nodeid] = _Measured(item, run, samples, rss, cuda_peak,
+                                                          "passed")
         finally:
-            run.window.stop()
-            run.recording = run.measuring = False
-            rss, cuda_peak = self.memory.peak()
-            samples = [self._chosen(run)]
-            for _ in range(self.settings.repeats - 1 if not failed else 0):
-                samples.append(self._repeat(item, run))
-            if self.is_worker or self.junit or self._record_hook.get_hookimpls():
-                self._keep(item, self._record(item, run, samples, rss, cuda_peak))
-            else:
-                # Built with the others when a report is written: in one loop the code is
-                # warm, where once per test, between pytest's own work, it runs cold.
-                self.pending[item.nodeid] = _Measured(item, run, samples, rss, cuda_peak, "passed")
+            if hf is not None:
+                hf.__exit__(*sys.exc_info())
+            _running.pop()
+            # Off the item: what the record needs is kept (or built) by the block above.
+            del item.stash[run_key]
 
     @staticmethod
     def _chosen(run: TestRun) -> WindowTotals:
@@ -523,9 +540,13 @@ class GreenSession:
         cuda_peak: int | None,
     ) -> TestRecord:
         marker_kwargs: Mapping[str, Any] = item.stash.get(marker_key, {})
-        walls = tuple(s.wall_s for s in samples)
-        cpus = tuple(s.cpu_s for s in samples)
-        synced = tuple(sorted({x for s in samples for x in s.synchronized}))
+        if len(samples) == 1:
+            walls, cpus = (samples[0].wall_s,), (samples[0].cpu_s,)
+            synced = samples[0].synchronized
+        else:
+            walls = tuple(s.wall_s for s in samples)
+            cpus = tuple(s.cpu_s for s in samples)
+            synced = tuple(sorted({x for s in samples for x in s.synchronized}))
         timing = Timing(
             wall_s=_median(walls),
             cpu_s=_median(cpus),
@@ -546,13 +567,14 @@ class GreenSession:
                 total=run.forward_flops + run.backward_flops,
                 method="; ".join(run.flops_methods),
             )
+        counts = run.counts
         return TestRecord(
             nodeid=item.nodeid,
             kind=run.kind,  # type: ignore[arg-type]
             outcome="passed",  # replaced from the reports by the collector
             worker=self.worker_id,
-            examples=run.counts.get("examples", marker_kwargs.get("examples")),
-            tokens=run.counts.get("tokens", marker_kwargs.get("tokens")),
+            examples=counts["examples"] if "examples" in counts else marker_kwargs.get("examples"),
+            tokens=counts["tokens"] if "tokens" in counts else marker_kwargs.get("tokens"),
             timing=timing,
             flops=flops,
             energy=energy,
@@ -561,9 +583,10 @@ class GreenSession:
                           cuda_peak_allocated_bytes=cuda_peak),
             metrics=tuple(run.metrics.values()),
             trials=tuple(run.trials),
-            limits={k: v for k, v in marker_kwargs.items() if k not in ("examples", "tokens")},
+            limits={k: v for k, v in marker_kwargs.items() if k not in ("examples", "tokens")}
+            if marker_kwargs else {},
             extra=dict(run.extra),
-            notes=tuple(run.notes + notes),
+            notes=tuple(run.notes + notes) if run.notes or notes else (),
         )
 
     def _build_pending(self) -> None:
