@@ -61,6 +61,8 @@ run_key = pytest.StashKey["TestRun"]()
 REPORT_ATTR = "greennlp"
 
 _CHECKPOINT_EVERY_S = 5.0
+#: A checkpoint waits at least this many times as long as the previous one took to write.
+_CHECKPOINT_SHARE = 20.0
 
 
 class TestRun:
@@ -363,6 +365,7 @@ class GreenSession:
         self._failed: set[str] = set()
         self.started_at = _now_iso()
         self._last_checkpoint = 0.0
+        self._checkpoint_every = _CHECKPOINT_EVERY_S
         self.run_window: Window | None = None
         self.report_path: Path = settings.report
         self.written_to: Path | None = None
@@ -686,12 +689,18 @@ class GreenSession:
         )
 
     def checkpoint(self, *, force: bool = False) -> None:
-        """Write an incomplete report now and then, so a crash leaves a valid file."""
+        """Write an incomplete report now and then, so a crash leaves a valid file.
+
+        At most every `_CHECKPOINT_EVERY_S` seconds, and never more often than keeps the
+        writing under 1/`_CHECKPOINT_SHARE` of the run: a report of many thousand tests
+        takes a while to write, and rewriting it every few seconds would grow with the run.
+        """
         now = time.monotonic()
-        if not force and now - self._last_checkpoint < _CHECKPOINT_EVERY_S:
+        if not force and now - self._last_checkpoint < self._checkpoint_every:
             return
-        self._last_checkpoint = now
         self._write(self.build_report(complete=False, exit_status=None))
+        self._last_checkpoint = done = time.monotonic()
+        self._checkpoint_every = max(_CHECKPOINT_EVERY_S, _CHECKPOINT_SHARE * (done - now))
 
     def _write(self, report: Report) -> None:
         from pytest_greennlp.report import write_report

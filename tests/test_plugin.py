@@ -687,3 +687,44 @@ def test_extra_and_trial_config_must_be_json(pytester: pytest.Pytester) -> None:
     )
     pytester.runpytest("--green", "--green-energy", "none").assert_outcomes(passed=1)
     assert load(pytester)["tests"][0]["extra"] == {"fine": {"nan": None, "list": [1, 2]}}
+
+
+def test_checkpoints_back_off_when_writing_is_slow(pytester: pytest.Pytester) -> None:
+    # Every teardown may checkpoint (interval 0), but the start's checkpoint took 50 ms to
+    # write, which holds the next off for 20 x 50 ms = 1 s, longer than these tests take.
+    # Without the back-off each of the 5 teardowns would write one.
+    pytester.makeconftest(
+        """
+        import time
+        import pytest_greennlp.report as report
+        import pytest_greennlp.session as session
+
+        session._CHECKPOINT_EVERY_S = 0.0
+        WRITES = []
+        _write = report.write_report
+
+        def slow_write(rep, path):
+            WRITES.append(rep.complete)
+            time.sleep(0.05)
+            _write(rep, path)
+
+        report.write_report = slow_write
+
+        def pytest_unconfigure(config):
+            print("WRITES", WRITES)
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.green_infer
+        @pytest.mark.parametrize("i", range(5))
+        def test_it(i):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("--green", "--green-energy", "none", "-s")
+    result.assert_outcomes(passed=5)
+    # The forced one at the start, then only the final report.
+    result.stdout.fnmatch_lines(["WRITES [False, True]"])
