@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from installed import require
 
+from pytest_greennlp.errors import GreenNLPWarning, MeterUnavailableWarning
 from pytest_greennlp.records import Report
 from pytest_greennlp.report import read_report
 
@@ -306,7 +307,8 @@ def test_read_only_report_dir_falls_back(pytester: pytest.Pytester, tmp_path: Pa
             pass
         """
     )
-    result = pytester.runpytest("--green", "--green-report", target, "--green-energy", "none")
+    with pytest.warns(MeterUnavailableWarning, match="cannot write .*; wrote .* instead"):
+        result = pytester.runpytest("--green", "--green-report", target, "--green-energy", "none")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["greennlp: report written to */green-report-*.json"])
     fallback = next(line for line in result.stdout.lines if "report written to" in line).split()[-1]
@@ -519,7 +521,8 @@ def test_bad_fingerprint_hook_falls_back(pytester: pytest.Pytester) -> None:
         """
     )
     pytester.makepyfile("import pytest\n@pytest.mark.green_infer\ndef test_it(): pass\n")
-    pytester.runpytest("--green", "--green-energy", "none").assert_outcomes(passed=1)
+    with pytest.warns(GreenNLPWarning, match="fingerprint hook returned bad data"):
+        pytester.runpytest("--green", "--green-energy", "none").assert_outcomes(passed=1)
     data = load(pytester)
     assert data["fingerprint"]["cpu_count"] == os.cpu_count()
     assert any("cpu_count: expected an integer" in n for n in data["notes"])
