@@ -472,44 +472,40 @@ class GreenSession:
             return (yield)
         # Published for code without the fixture; the Trainer callback added in train tests.
         _running.append(run)
-        hf = None
         try:
-            if run.kind == "train" and "transformers.trainer" in sys.modules:
-                hf = _hf_auto_callback()
-                hf.__enter__()
-            for i in range(self.settings.warmup):
+            trainer = run.kind == "train" and "transformers.trainer" in sys.modules
+            with _hf_auto_callback() if trainer else _NO_CALLBACK:
+                for i in range(self.settings.warmup):
+                    try:
+                        item.runtest()
+                    except Exception as exc:
+                        run.notes.append(f"warm-up run {i + 1} raised {type(exc).__name__}; "
+                                         f"warm-up stopped")
+                        break
+                run.recording = run.measuring = True
+                window = run.window = Window(self.readers, self._read_all)
+                self.memory.reset()
+                window.start()
+                failed = True
                 try:
-                    item.runtest()
-                except Exception as exc:
-                    run.notes.append(f"warm-up run {i + 1} raised {type(exc).__name__}; "
-                                     f"warm-up stopped")
-                    break
-            run.recording = run.measuring = True
-            window = run.window = Window(self.readers, self._read_all)
-            self.memory.reset()
-            window.start()
-            failed = True
-            try:
-                result = yield
-                failed = False
-                return result
-            finally:
-                window.stop()
-                run.recording = run.measuring = False
-                rss, cuda_peak = self.memory.peak()
-                samples = [(run.region or window).totals]
-                for _ in range(self.settings.repeats - 1 if not failed else 0):
-                    samples.append(self._repeat(item, run))
-                if self.is_worker or self.junit or self._record_hook.get_hookimpls():
-                    self._keep(item, self._record(item, run, samples, rss, cuda_peak))
-                else:
-                    # Built with the others when a report is written: in one loop the code
-                    # is warm, where once per test, between pytest's own work, it runs cold.
-                    self.pending[item.nodeid] = _Measured(item, run, samples, rss, cuda_peak,
-                                                          "passed")
+                    result = yield
+                    failed = False
+                    return result
+                finally:
+                    window.stop()
+                    run.recording = run.measuring = False
+                    rss, cuda_peak = self.memory.peak()
+                    samples = [(run.region or window).totals]
+                    for _ in range(self.settings.repeats - 1 if not failed else 0):
+                        samples.append(self._repeat(item, run))
+                    if self.is_worker or self.junit or self._record_hook.get_hookimpls():
+                        self._keep(item, self._record(item, run, samples, rss, cuda_peak))
+                    else:
+                        # Built with the others when a report is written: in one loop the code
+                        # is warm, where once per test, between pytest's own work, it runs cold.
+                        self.pending[item.nodeid] = _Measured(item, run, samples, rss, cuda_peak,
+                                                              "passed")
         finally:
-            if hf is not None:
-                hf.__exit__(*sys.exc_info())
             _running.pop()
             # Off the item: what the record needs is kept (or built) by the block above.
             del item.stash[run_key]
@@ -854,6 +850,10 @@ def _junit_properties(record: TestRecord) -> list[tuple[str, object]]:
     for metric in record.metrics:
         props.append((f"green_metric_{metric.name}", metric.value))
     return props
+
+
+#: Stands in for `_hf_auto_callback` in tests that need no Trainer callback.
+_NO_CALLBACK = contextlib.nullcontext()
 
 
 def _hf_auto_callback() -> contextlib.AbstractContextManager[object]:
