@@ -279,21 +279,16 @@ def build_energy(
     notes = []
     parts = []
     available = []
-    single = runs[0].energy_j if len(runs) == 1 else None
     for reader in readers:
-        if single is not None:
-            value = single.get(reader.domain)
-        else:
-            values = [run.energy_j.get(reader.domain) for run in runs]
-            value = None if None in values else statistics.median(values)  # type: ignore[type-var]
-        if value is None:
+        values = [run.energy_j.get(reader.domain) for run in runs]
+        if any(v is None for v in values):
             notes.append(f"energy of {reader.domain} ({reader.method}) unavailable for this test")
             continue
         available.append(reader)
         parts.append(
             EnergyPart(
                 domain=reader.domain,
-                energy_j=value,
+                energy_j=_median(values),  # type: ignore[arg-type]
                 method=reader.method,
                 measured=reader.measured,
                 source=reader.source,
@@ -302,12 +297,6 @@ def build_energy(
         )
     if not parts:
         return None, notes
-    if single is not None:
-        measured, estimated = _split_by_basis(single, available)
-        return Energy(
-            parts=tuple(parts), measured_j=measured, estimated_j=estimated,
-            samples_measured_j=(), samples_estimated_j=(), attribution=attribution,
-        ), notes
     per_run = [_split_by_basis(run.energy_j, available) for run in runs]
     measured_samples = tuple(m for m, _ in per_run if m is not None)
     estimated_samples = tuple(e for _, e in per_run if e is not None)
@@ -315,8 +304,8 @@ def build_energy(
         parts=tuple(parts),
         measured_j=_median(measured_samples) if measured_samples else None,
         estimated_j=_median(estimated_samples) if estimated_samples else None,
-        samples_measured_j=measured_samples,
-        samples_estimated_j=estimated_samples,
+        samples_measured_j=measured_samples if len(runs) > 1 else (),
+        samples_estimated_j=estimated_samples if len(runs) > 1 else (),
         attribution=attribution,
     )
     return energy, notes
@@ -473,8 +462,7 @@ class GreenSession:
         # Published for code without the fixture; the Trainer callback added in train tests.
         _running.append(run)
         try:
-            trainer = run.kind == "train" and "transformers.trainer" in sys.modules
-            with _hf_auto_callback() if trainer else _NO_CALLBACK:
+            with _hf_auto_callback(run):
                 for i in range(self.settings.warmup):
                     try:
                         item.runtest()
@@ -483,19 +471,19 @@ class GreenSession:
                                          f"warm-up stopped")
                         break
                 run.recording = run.measuring = True
-                window = run.window = Window(self.readers, self._read_all)
+                run.window = run.new_window()
                 self.memory.reset()
-                window.start()
+                run.window.start()
                 failed = True
                 try:
                     result = yield
                     failed = False
                     return result
                 finally:
-                    window.stop()
+                    run.window.stop()
                     run.recording = run.measuring = False
                     rss, cuda_peak = self.memory.peak()
-                    samples = [(run.region or window).totals]
+                    samples = [self._chosen(run)]
                     for _ in range(self.settings.repeats - 1 if not failed else 0):
                         samples.append(self._repeat(item, run))
                     if self.is_worker or self.junit or self._record_hook.get_hookimpls():
@@ -539,13 +527,9 @@ class GreenSession:
         cuda_peak: int | None,
     ) -> TestRecord:
         marker_kwargs: Mapping[str, Any] = item.stash.get(marker_key, {})
-        if len(samples) == 1:
-            walls, cpus = (samples[0].wall_s,), (samples[0].cpu_s,)
-            synced = samples[0].synchronized
-        else:
-            walls = tuple(s.wall_s for s in samples)
-            cpus = tuple(s.cpu_s for s in samples)
-            synced = tuple(sorted({x for s in samples for x in s.synchronized}))
+        walls = tuple(s.wall_s for s in samples)
+        cpus = tuple(s.cpu_s for s in samples)
+        synced = tuple(sorted({x for s in samples for x in s.synchronized}))
         timing = Timing(
             wall_s=_median(walls),
             cpu_s=_median(cpus),
@@ -566,14 +550,13 @@ class GreenSession:
                 total=run.forward_flops + run.backward_flops,
                 method="; ".join(run.flops_methods),
             )
-        counts = run.counts
         return TestRecord(
             nodeid=item.nodeid,
             kind=run.kind,  # type: ignore[arg-type]
             outcome="passed",  # replaced from the reports by the collector
             worker=self.worker_id,
-            examples=counts["examples"] if "examples" in counts else marker_kwargs.get("examples"),
-            tokens=counts["tokens"] if "tokens" in counts else marker_kwargs.get("tokens"),
+            examples=run.counts.get("examples", marker_kwargs.get("examples")),
+            tokens=run.counts.get("tokens", marker_kwargs.get("tokens")),
             timing=timing,
             flops=flops,
             energy=energy,
@@ -582,10 +565,9 @@ class GreenSession:
                           cuda_peak_allocated_bytes=cuda_peak),
             metrics=tuple(run.metrics.values()),
             trials=tuple(run.trials),
-            limits={k: v for k, v in marker_kwargs.items() if k not in ("examples", "tokens")}
-            if marker_kwargs else {},
+            limits={k: v for k, v in marker_kwargs.items() if k not in ("examples", "tokens")},
             extra=dict(run.extra),
-            notes=tuple(run.notes + notes) if run.notes or notes else (),
+            notes=tuple(run.notes + notes),
         )
 
     def _build_pending(self) -> None:
@@ -852,12 +834,10 @@ def _junit_properties(record: TestRecord) -> list[tuple[str, object]]:
     return props
 
 
-#: Stands in for `_hf_auto_callback` in tests that need no Trainer callback.
-_NO_CALLBACK = contextlib.nullcontext()
-
-
-def _hf_auto_callback() -> contextlib.AbstractContextManager[object]:
-    """`hf.auto_callback`, for a green_train test run after ``transformers.trainer`` loaded."""
+def _hf_auto_callback(run: TestRun) -> contextlib.AbstractContextManager[object]:
+    """`hf.auto_callback` in a green_train test whose ``transformers.trainer`` is loaded."""
+    if run.kind != "train" or "transformers.trainer" not in sys.modules:
+        return contextlib.nullcontext()
     try:
         from pytest_greennlp.hf import auto_callback
     except Exception:  # an unusual transformers: pass GreenCallback explicitly instead
