@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import math
 import types
 import typing
@@ -46,34 +47,62 @@ Outcome = Literal["passed", "failed", "skipped", "error", "xfailed", "xpassed"]
 TrialStatus = Literal["ok", "failed", "stopped"]
 
 
+class _DeferredFields:
+    """``__dataclass_fields__`` of a record class: `dataclasses.dataclass` runs on first use.
+
+    ``dataclasses.fields``, ``replace`` and ``is_dataclass`` all look this attribute up,
+    which processes the class then; `dataclasses.dataclass` stores the real one on the
+    class, which hides this descriptor from then on. Processing the 16 record classes
+    at import cost about 2.5 ms of every ``pytest --green`` start-up, where the session
+    itself needs none of it (only `from_dict`, `replace` and the JSON Schema do).
+    """
+
+    def __get__(self, instance: object, owner: type) -> dict[str, dataclasses.Field[Any]]:
+        if owner is Record:  # the base itself is not a dataclass
+            raise AttributeError("__dataclass_fields__")
+        dataclass(init=False, repr=False, eq=False)(owner)
+        return typing.cast(dict[str, "dataclasses.Field[Any]"], owner.__dict__["__dataclass_fields__"])
+
+
 @typing.dataclass_transform(eq_default=True, frozen_default=True, field_specifiers=(field,))
 class Record:
     """Base of every record: a dataclass that is immutable and compared and hashed by value.
 
-    Subclasses are processed by `dataclasses.dataclass` when they are defined, so
-    ``dataclasses.fields``, ``replace`` and ``is_dataclass`` work on them, and
-    assignment raises ``dataclasses.FrozenInstanceError``. Their ``__init__``, ``__eq__``,
-    ``__hash__``, ``__repr__`` and immutability are this class's methods rather than code
-    that `dataclasses` generates and compiles for every class: for these 16 classes that
-    compiling took about 20 ms, the largest fixed cost of ``pytest --green``.
+    Subclasses are dataclasses: ``dataclasses.fields``, ``replace`` and ``is_dataclass``
+    work on them (`dataclasses.dataclass` processes a class on the first such use, see
+    `_DeferredFields`), and assignment raises ``dataclasses.FrozenInstanceError``. Their
+    ``__init__``, ``__eq__``, ``__hash__``, ``__repr__`` and immutability are this class's
+    methods rather than code that `dataclasses` generates and compiles for every class:
+    for these 16 classes that compiling took about 20 ms, the largest fixed cost of
+    ``pytest --green``. A test checks that the field names and defaults read here from
+    the class body are the ones `dataclasses` finds.
     """
 
     __slots__ = ()
+    __dataclass_fields__: typing.ClassVar[Any] = _DeferredFields()
     _names: typing.ClassVar[tuple[str, ...]] = ()
     _name_set: typing.ClassVar[frozenset[str]] = frozenset()
     _optional: typing.ClassVar[tuple[tuple[str, Any, Any], ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        dataclass(init=False, repr=False, eq=False)(cls)
-        fields = dataclasses.fields(cls)
-        cls._names = tuple(f.name for f in fields)
-        cls._name_set = frozenset(cls._names)
-        cls._optional = tuple(
-            (f.name, f.default, f.default_factory)
-            for f in fields
-            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-        )
+        # The fields as `dataclasses` will find them: the class's own annotations, in
+        # order, but class variables; a default is the class attribute, or a `field`'s.
+        names = []
+        optional = []
+        for name, annotation in inspect.get_annotations(cls).items():
+            if _is_class_var(annotation):
+                continue
+            names.append(name)
+            if name in cls.__dict__:
+                default = cls.__dict__[name]
+                if isinstance(default, dataclasses.Field):
+                    optional.append((name, default.default, default.default_factory))
+                else:
+                    optional.append((name, default, dataclasses.MISSING))
+        cls._names = tuple(names)
+        cls._name_set = frozenset(names)
+        cls._optional = tuple(optional)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # The instance's __dict__ holds the fields in declaration order (`fields_dict`
@@ -134,6 +163,12 @@ class Record:
     def __repr__(self) -> str:
         inner = ", ".join(f"{name}={value!r}" for name, value in self.__dict__.items())
         return f"{type(self).__qualname__}({inner})"
+
+
+def _is_class_var(annotation: Any) -> bool:
+    if isinstance(annotation, str):  # this module's annotations are strings (PEP 563)
+        return annotation.startswith(("ClassVar", "typing.ClassVar"))
+    return annotation is typing.ClassVar or typing.get_origin(annotation) is typing.ClassVar
 
 
 class EnergyPart(Record):

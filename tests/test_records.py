@@ -69,3 +69,36 @@ def test_copy_and_pickle_round_trip() -> None:
                         trials=(Trial("g", 0.5, config={"lr": 0.1}),))
     assert pickle.loads(pickle.dumps(record)) == record
     assert copy.deepcopy(record) == record and copy.copy(record) == record
+
+
+def test_fields_read_from_the_class_body_are_the_ones_dataclasses_finds() -> None:
+    """`Record` reads field names and defaults itself and lets `dataclasses` process a
+    class only on first use: both must agree, for every record class."""
+    from pytest_greennlp import records
+
+    classes = [c for c in vars(records).values()
+               if isinstance(c, type) and issubclass(c, Record) and c is not Record]
+    assert len(classes) >= 16
+    for cls in classes:
+        fields = dataclasses.fields(cls)
+        assert cls._names == tuple(f.name for f in fields), cls.__name__
+        assert cls._optional == tuple(
+            (f.name, f.default, f.default_factory) for f in fields
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        ), cls.__name__
+    assert not dataclasses.is_dataclass(Record)
+
+
+def test_a_record_class_becomes_a_dataclass_on_first_use() -> None:
+    class Late(Record):
+        """A record class nobody has asked about yet."""
+
+        name: str
+        size: int = 3
+        tags: tuple[str, ...] = dataclasses.field(default_factory=tuple)
+
+    assert "__dataclass_fields__" not in vars(Late)  # not processed at definition
+    assert Late("x") == Late(name="x", size=3, tags=())
+    assert dataclasses.is_dataclass(Late)
+    assert [f.name for f in dataclasses.fields(Late)] == ["name", "size", "tags"]
+    assert dataclasses.replace(Late("x"), size=4).size == 4
