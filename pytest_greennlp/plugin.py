@@ -145,16 +145,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     from pytest_greennlp.session import kind_key, marker_key
 
+    # Items share their parents' markers and, when parametrized, their function's marker
+    # objects: look each parent up and check each marker's arguments once.
+    inherited: dict[int, tuple[pytest.Node | None, list[pytest.Mark]]] = {}
+    checked: dict[int, tuple[pytest.Mark, dict[str, Any]]] = {}
     for item in items:
-        kinds = [m for m in item.iter_markers() if m.name in MARKERS]
+        parent = item.parent
+        found = inherited.get(id(parent))
+        if found is None:
+            marks = [m for m in parent.iter_markers() if m.name in MARKERS] if parent is not None else []
+            found = inherited[id(parent)] = (parent, marks)  # the node is kept: its id stays its own
+        kinds = [m for m in item.own_markers if m.name in MARKERS] + found[1]
         if not kinds:
             continue
-        names = {m.name for m in kinds}
-        if len(names) > 1:
+        if len({m.name for m in kinds}) > 1:
             raise pytest.UsageError(f"{item.nodeid}: marked both green_train and green_infer; choose one")
         marker = kinds[0]
+        known = checked.get(id(marker))
+        if known is None:
+            known = checked[id(marker)] = (marker, _marker_kwargs(item.nodeid, marker))
         item.stash[kind_key] = "train" if marker.name == "green_train" else "infer"
-        item.stash[marker_key] = _marker_kwargs(item.nodeid, marker)
+        item.stash[marker_key] = known[1]  # shared by the items of one marker: read only
 
 
 def _marker_kwargs(nodeid: str, marker: pytest.Mark) -> dict[str, Any]:
