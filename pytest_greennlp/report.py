@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -87,17 +88,23 @@ def assemble(
     )
 
 
-def fingerprint_of(config: pytest.Config) -> Fingerprint:
+def fingerprint_of(config: pytest.Config, cache: dict[str, Any] | None = None) -> Fingerprint:
     """Ask the hooks for the fingerprint (generate, then update in place).
 
     Asked anew for every checkpoint: the torch version appears once the tests import it.
+    With ``cache`` (a dict the caller keeps), hook data equal to the previous call's is
+    not validated again: the previous `Fingerprint` is returned.
     """
     data = config.hook.pytest_greennlp_generate_fingerprint(config=config)
     config.hook.pytest_greennlp_update_fingerprint(config=config, fingerprint=data)
+    if cache is not None and "data" in cache and cache["data"] == data:
+        return typing.cast(Fingerprint, cache["fingerprint"])
     try:
         fingerprint = from_dict(Fingerprint, data)
     except ValueError as exc:
         raise ReportError("fingerprint", f"a fingerprint hook returned bad data: {exc}") from exc
+    if cache is not None:
+        cache["data"], cache["fingerprint"] = data, fingerprint
     return fingerprint
 
 

@@ -184,3 +184,26 @@ def test_a_report_json_cannot_hold_is_a_report_error_not_a_crash(tmp_path: Path)
     with pytest.raises(ReportError, match="cannot be written: a value is not JSON"):
         write_report(bad, tmp_path / "r.json")
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_fingerprint_is_validated_again_only_when_the_hooks_change_it() -> None:
+    """Checkpoints ask the hooks every time; equal data reuses the validated fingerprint."""
+    import types
+
+    from pytest_greennlp.measure.fingerprint import default_fingerprint
+    from pytest_greennlp.report import fingerprint_of
+
+    data = default_fingerprint()
+    answers = iter([dict(data), dict(data), {**data, "torch": "2.13.0"}, {**data, "cpu_count": "x"}])
+    hook = types.SimpleNamespace(
+        pytest_greennlp_generate_fingerprint=lambda config: next(answers),
+        pytest_greennlp_update_fingerprint=lambda config, fingerprint: None,
+    )
+    config = types.SimpleNamespace(hook=hook)
+    cache: dict[str, object] = {}
+    first = fingerprint_of(config, cache)  # type: ignore[arg-type]
+    assert fingerprint_of(config, cache) is first  # type: ignore[arg-type]
+    later = fingerprint_of(config, cache)  # type: ignore[arg-type]
+    assert later is not first and later.torch == "2.13.0"
+    with pytest.raises(ReportError, match="cpu_count"):
+        fingerprint_of(config, cache)  # type: ignore[arg-type]
