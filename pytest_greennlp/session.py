@@ -16,17 +16,17 @@ import statistics
 import sys
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generator, Iterator, Mapping, Sequence
 
 import pytest
 
 from pytest_greennlp.errors import GreenNLPWarning, MeterUnavailableWarning, ReportError
 from pytest_greennlp.measure.base import EnergyReader
 from pytest_greennlp.measure.clocks import MemoryProbe
-from pytest_greennlp.measure.window import Window, WindowTotals
+from pytest_greennlp.measure.window import Meters, Window, WindowTotals
 from pytest_greennlp.records import (
     CarbonIntensity,
     Emissions,
@@ -76,14 +76,12 @@ class TestRun:
         nodeid: str,
         kind: str,
         default_group: str,
-        readers: Sequence[EnergyReader],
-        read_all: Callable[[Sequence[EnergyReader]], Mapping[str, float | None]],
+        meters: Meters,
     ) -> None:
         self.nodeid = nodeid
         self.kind = kind
         self.default_group = default_group
-        self._readers = readers
-        self._read_all = read_all
+        self._meters = meters
         #: True in the first measured run: metrics, trials and FLOPs are recorded.
         self.recording = False
         #: True in every measured run (the first and the repeats): windows run.
@@ -102,7 +100,7 @@ class TestRun:
         self._trial_mark: Snapshot | None = None  # None: the start of the test
 
     def new_window(self) -> Window:
-        return Window(self._readers, self._read_all)
+        return Window(self._meters)
 
     # -- called by the Recorder --------------------------------------------------
 
@@ -152,7 +150,7 @@ class TestRun:
     @property
     def readers(self) -> Sequence[EnergyReader]:
         """The session's energy readers this test's windows read."""
-        return self._readers
+        return self._meters.readers
 
     def active_window(self) -> Window | None:
         """The window the test's figures come from: its regions if any, else the whole call."""
@@ -180,7 +178,7 @@ class TestRun:
         for domain, value in after.energy_j.items():
             start = before.energy_j.get(domain, 0.0)
             delta[domain] = None if value is None or start is None else max(0.0, value - start)
-        measured, estimated = _split_by_basis(delta, self._readers)
+        measured, estimated = _split_by_basis(delta, self._meters.readers)
         return TrialCost(
             wall_s=max(0.0, after.wall_s - before.wall_s),
             cpu_s=max(0.0, after.cpu_s - before.cpu_s),
@@ -230,14 +228,38 @@ class _Measured:
         self.rss, self.cuda_peak, self.outcome = rss, cuda_peak, outcome
 
 
-@dataclass(frozen=True)
 class Snapshot:
-    """Cumulative figures of a test's active window at one moment (see `TestRun.snapshot`)."""
+    """Cumulative figures of a test's active window at one moment (see `TestRun.snapshot`).
 
+    Immutable. A slotted class rather than a frozen dataclass, whose generated methods
+    are compiled at import, at every ``pytest --green`` start-up.
+    """
+
+    __slots__ = ("cpu_s", "energy_j", "flops", "wall_s")
+    _FIELDS = ("wall_s", "cpu_s", "energy_j", "flops")
     wall_s: float
     cpu_s: float
     energy_j: Mapping[str, float | None]
     flops: int
+
+    def __init__(self, wall_s: float, cpu_s: float, energy_j: Mapping[str, float | None],
+                 flops: int) -> None:
+        for name, value in zip(self._FIELDS, (wall_s, cpu_s, energy_j, flops)):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Snapshot is immutable: cannot set {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Snapshot):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self._FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]  # energy_j is a dict
+
+    def __repr__(self) -> str:
+        return (f"Snapshot(wall_s={self.wall_s!r}, cpu_s={self.cpu_s!r}, "
+                f"energy_j={self.energy_j!r}, flops={self.flops!r})")
 
 
 #: The tests whose call phase is running in this process (innermost last); see `running_test`.
@@ -273,39 +295,45 @@ def _split_by_basis(
 def build_energy(
     runs: Sequence[WindowTotals], readers: Sequence[EnergyReader], attribution: str
 ) -> tuple[Energy | None, list[str]]:
-    """Turn the windows of the measured runs into an `Energy` (medians over runs)."""
+    """Turn the windows of the measured runs into an `Energy` (medians over runs).
+
+    Runs once per test when a report is written, so it makes each list once.
+    """
     if not readers or not runs:
         return None, []
     notes = []
     parts = []
-    available = []
+    #: Per basis (measured: True / estimated: False), each run's joules over the parts.
+    per_run: dict[bool, list[float]] = {}
     for reader in readers:
-        values = [run.energy_j.get(reader.domain) for run in runs]
-        if any(v is None for v in values):
-            notes.append(f"energy of {reader.domain} ({reader.method}) unavailable for this test")
+        domain = reader.domain
+        values = [run.energy_j.get(domain) for run in runs]
+        if None in values:
+            notes.append(f"energy of {domain} ({reader.method}) unavailable for this test")
             continue
-        available.append(reader)
+        measured = bool(reader.measured)
         parts.append(
             EnergyPart(
-                domain=reader.domain,
-                energy_j=_median(values),  # type: ignore[arg-type]
+                domain=domain,
+                energy_j=_nano(_median(values)),  # type: ignore[arg-type]
                 method=reader.method,
-                measured=reader.measured,
+                measured=measured,
                 source=reader.source,
                 scope=reader.scope,
             )
         )
+        sums = per_run.get(measured)
+        per_run[measured] = values if sums is None else [a + b for a, b in zip(sums, values)]  # type: ignore[misc]
     if not parts:
         return None, notes
-    per_run = [_split_by_basis(run.energy_j, available) for run in runs]
-    measured_samples = tuple(m for m, _ in per_run if m is not None)
-    estimated_samples = tuple(e for _, e in per_run if e is not None)
+    measured_runs, estimated_runs = per_run.get(True), per_run.get(False)
+    several = len(runs) > 1
     energy = Energy(
         parts=tuple(parts),
-        measured_j=_median(measured_samples) if measured_samples else None,
-        estimated_j=_median(estimated_samples) if estimated_samples else None,
-        samples_measured_j=measured_samples if len(runs) > 1 else (),
-        samples_estimated_j=estimated_samples if len(runs) > 1 else (),
+        measured_j=None if measured_runs is None else _nano(_median(measured_runs)),
+        estimated_j=None if estimated_runs is None else _nano(_median(estimated_runs)),
+        samples_measured_j=tuple(map(_nano, measured_runs)) if several and measured_runs else (),
+        samples_estimated_j=tuple(map(_nano, estimated_runs)) if several and estimated_runs else (),
         attribution=attribution,
     )
     return energy, notes
@@ -315,14 +343,21 @@ def _median(values: Sequence[float]) -> float:
     return values[0] if len(values) == 1 else statistics.median(values)
 
 
+def _nano(value: float, steps: float = 1e9) -> float:
+    """Round to 1/``steps`` (nanojoules by default): far below any meter's resolution
+    or an estimate's accuracy, and it keeps the report free of 17-digit noise (which
+    also takes twice as long to write). A value of 1e15 steps or more is kept as it is."""
+    return round(value * steps) / steps if -1e15 < value * steps < 1e15 else value
+
+
 def emissions(energy: Energy | None, carbon: CarbonIntensity) -> Emissions | None:
     """CO2e grams = joules / 3.6e6 x PUE x g/kWh, for each energy basis separately."""
     if energy is None:
         return None
     factor = carbon.pue * carbon.g_per_kwh / 3.6e6
-    return Emissions(
-        from_measured_g=None if energy.measured_j is None else energy.measured_j * factor,
-        from_estimated_g=None if energy.estimated_j is None else energy.estimated_j * factor,
+    return Emissions(  # rounded to the femtogram (see `_nano`)
+        from_measured_g=None if energy.measured_j is None else _nano(energy.measured_j * factor, 1e15),
+        from_estimated_g=None if energy.estimated_j is None else _nano(energy.estimated_j * factor, 1e15),
     )
 
 
@@ -343,7 +378,8 @@ class GreenSession:
         self.worker_id: str | None = workerinput.get("workerid")
         self.concurrent_workers = int(workerinput.get("workercount", 1)) if self.is_worker else _xdist_workers(config)
         self.readers: list[EnergyReader] = []
-        self._read_all: Callable[[Sequence[EnergyReader]], Mapping[str, float | None]] = lambda r: {}
+        #: What every window reads (set when the readers open).
+        self.meters = Meters([], _no_readings)
         self.memory = MemoryProbe()
         self.records: dict[str, TestRecord] = {}
         #: Tests measured in this process whose records are built at the next report.
@@ -359,8 +395,13 @@ class GreenSession:
         self.report_path: Path = settings.report
         self.written_to: Path | None = None
         self.report: Report | None = None
+        self._fingerprint_cache: dict[str, Any] = {}
         #: Attach figures as junitxml properties (only when a junit XML file is written).
         self.junit = bool(getattr(config.option, "xmlpath", None))
+        #: A record's energy attribution: [whole call window, regions] (see `_record`).
+        concurrent = (f" (process estimate: {self.concurrent_workers} xdist workers)"
+                      if self.concurrent_workers > 1 else "")
+        self._attribution = (f"window{concurrent}", f"region{concurrent}")
 
     # -- warnings ----------------------------------------------------------------
 
@@ -426,14 +467,22 @@ class GreenSession:
                     "per-process estimates; machine-wide counters are reported for the whole run only"
                 )
         self.readers = chosen
-        self._read_all = functools.partial(energy.read_all, failed=self._failed, warn=self.warn)
+        self.meters = Meters(
+            chosen, functools.partial(energy.read_all, failed=self._failed, warn=self.warn),
+            self._reader_failed,
+        )
+
+    def _reader_failed(self, reader: EnergyReader, exc: Exception) -> None:
+        """A window could not derive a reader's joules (see `Window`): warn once."""
+        self.warn(f"{reader.domain} energy: {reader.method} failed mid-run ({exc}); "
+                  f"recorded as null for this test")
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self._open_readers()
         if self.is_controller:
             if self.concurrent_workers > 0 and self.readers:
-                self.run_window = Window(self.readers, self._read_all)
+                self.run_window = Window(self.meters)
                 self.run_window.start()
             self.checkpoint(force=True)
 
@@ -449,8 +498,7 @@ class GreenSession:
                 nodeid=item.nodeid,
                 kind=kind,
                 default_group=getattr(item, "originalname", item.name),
-                readers=self.readers,
-                read_all=self._read_all,
+                meters=self.meters,
             )
         return run
 
@@ -525,11 +573,15 @@ class GreenSession:
         samples: Sequence[WindowTotals],
         rss: int | None,
         cuda_peak: int | None,
+        outcome: str = "passed",
     ) -> TestRecord:
-        marker_kwargs: Mapping[str, Any] = item.stash.get(marker_key, {})
-        walls = tuple(s.wall_s for s in samples)
-        cpus = tuple(s.cpu_s for s in samples)
-        synced = tuple(sorted({x for s in samples for x in s.synchronized}))
+        marker_kwargs: Mapping[str, Any] = item.stash.get(marker_key, _NO_KWARGS)
+        walls = tuple([s.wall_s for s in samples])
+        cpus = tuple([s.cpu_s for s in samples])
+        synced: tuple[str, ...] = ()
+        for s in samples:
+            if s.synchronized and not set(s.synchronized) <= set(synced):
+                synced = tuple(sorted(set(synced) | set(s.synchronized)))
         timing = Timing(
             wall_s=_median(walls),
             cpu_s=_median(cpus),
@@ -538,10 +590,9 @@ class GreenSession:
             warmup_runs=self.settings.warmup,
             synchronized=synced,
         )
-        attribution = "region" if run.region is not None else "window"
-        if self.concurrent_workers > 1:
-            attribution += f" (process estimate: {self.concurrent_workers} xdist workers)"
-        energy, notes = build_energy(samples, self.readers, attribution)
+        energy, notes = build_energy(
+            samples, self.readers, self._attribution[run.region is not None]
+        )
         flops = None
         if run.flops_methods:
             flops = Flops(
@@ -550,13 +601,14 @@ class GreenSession:
                 total=run.forward_flops + run.backward_flops,
                 method="; ".join(run.flops_methods),
             )
+        counts = run.counts
         return TestRecord(
             nodeid=item.nodeid,
             kind=run.kind,  # type: ignore[arg-type]
-            outcome="passed",  # replaced from the reports by the collector
+            outcome=outcome,  # type: ignore[arg-type]
             worker=self.worker_id,
-            examples=run.counts.get("examples", marker_kwargs.get("examples")),
-            tokens=run.counts.get("tokens", marker_kwargs.get("tokens")),
+            examples=counts["examples"] if "examples" in counts else marker_kwargs.get("examples"),
+            tokens=counts["tokens"] if "tokens" in counts else marker_kwargs.get("tokens"),
             timing=timing,
             flops=flops,
             energy=energy,
@@ -574,8 +626,7 @@ class GreenSession:
         """Turn the measured tests not yet built into records (before a report is written)."""
         pending, self.pending = self.pending, {}
         for nodeid, m in pending.items():
-            record = self._record(m.item, m.run, m.samples, m.rss, m.cuda_peak)
-            self.records[nodeid] = record if m.outcome == "passed" else replace(record, outcome=m.outcome)
+            self.records[nodeid] = self._record(m.item, m.run, m.samples, m.rss, m.cuda_peak, m.outcome)
 
     def _keep(self, item: pytest.Item, record: TestRecord) -> None:
         """Let hooks edit the record, then keep it (on a worker: for its call-phase report)."""
@@ -606,12 +657,14 @@ class GreenSession:
     # -- collection on the controller -----------------------------------------------
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self.is_worker or (report.when == "setup" and report.passed):
+        when = report.when
+        if (when == "setup" and report.outcome == "passed") or self.is_worker:
             return  # a passed setup changes nothing: the call phase brings the record
         measured = self.pending.get(report.nodeid)
         if measured is not None:  # measured here, record not built yet: note the outcome
-            measured.outcome = _outcome(report, measured.outcome)
-            if report.when == "teardown":
+            if when == "call" or report.outcome != "passed":  # a passed teardown changes none
+                measured.outcome = _outcome(report, measured.outcome)
+            if when == "teardown" and time.monotonic() - self._last_checkpoint >= self._checkpoint_every:
                 self.checkpoint()
             return
         data = getattr(report, REPORT_ATTR, None)
@@ -642,7 +695,7 @@ class GreenSession:
             run_energy, _ = build_energy([self.run_window.totals], self.readers, "whole run")
             self.run_window.start()
         try:
-            fingerprint = fingerprint_of(self.config)
+            fingerprint = fingerprint_of(self.config, self._fingerprint_cache)
         except ReportError as exc:
             from pytest_greennlp.measure.fingerprint import default_fingerprint
 
@@ -729,7 +782,7 @@ class GreenSession:
         self.records = {}
         self.pending = {}
         self.report = None
-        self._read_all = lambda readers: {}
+        self.meters = Meters([], _no_readings)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         from pytest_greennlp.report import render_table
@@ -770,6 +823,7 @@ class WorkerReports:
 # -- stash keys and small report helpers -------------------------------------------
 
 kind_key = pytest.StashKey[str]()
+_NO_KWARGS: Mapping[str, Any] = {}
 marker_key = pytest.StashKey[Mapping[str, Any]]()
 record_key = pytest.StashKey[TestRecord]()
 
@@ -844,6 +898,10 @@ def _hf_auto_callback(run: TestRun) -> contextlib.AbstractContextManager[object]
         log.debug("hf.auto_callback unavailable", exc_info=True)
         return contextlib.nullcontext()
     return auto_callback()
+
+
+def _no_readings(readers: Sequence[EnergyReader]) -> Mapping[str, float | None]:
+    return {}
 
 
 def _now_iso() -> str:

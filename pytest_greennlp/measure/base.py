@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, Protocol, runtime_checkable
 
-__all__ = ["EnergyReader", "Scope"]
+__all__ = ["WINDOW_DERIVED", "EnergyReader", "Scope"]
 
 #: ``"machine"``: the reading includes every process on the device (RAPL, NVML);
 #: ``"process"``: it covers this process only (an estimate from its CPU time).
@@ -48,3 +48,12 @@ class EnergyReader(Protocol):
 
     def close(self) -> None:
         """Release the counter (stop sampling threads). Never raises."""
+
+
+#: Optional for a reader (see `measure.window.Window`): an estimate whose joules follow
+#: from a window's own clocks need not be read at the window's edges. Such a reader sets
+#: ``window_derived = True`` and implements ``joules_between(wall_s, cpu_s, rss_start,
+#: rss_end) -> float``: the joules of a window segment of ``wall_s`` seconds and
+#: ``cpu_s`` process CPU seconds, with this process's RSS in bytes at its edges (None
+#: unless its ``window_rss``, a callable returning the RSS in bytes, is set).
+WINDOW_DERIVED = "window_derived"

@@ -6,12 +6,11 @@ import logging
 import os
 import resource
 import sys
-import time
 from typing import Any
 
 from pytest_greennlp.errors import MeasurementError
 
-__all__ = ["MemoryProbe", "StatmRss", "cuda_synchronize", "now", "torch_cuda"]
+__all__ = ["MemoryProbe", "StatmRss", "cuda_synchronize", "torch_cuda"]
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +43,6 @@ def cuda_synchronize() -> tuple[str, ...]:
         return ()
     cuda.synchronize()
     return ("cuda",)
-
-
-def now() -> tuple[float, float]:
-    """Return (wall seconds, process CPU seconds) from monotonic clocks."""
-    return time.perf_counter(), time.process_time()
 
 
 class StatmRss:

@@ -2,7 +2,8 @@
 
 The session opens the readers once, reads them at the edges of each test's window with
 `read_all` (cumulative joules; the difference is the test's) and closes them at the
-end. Best source first, per domain:
+end. The two estimates need no reading of their own: a window derives them from the
+CPU time, wall time and RSS it reads at its edges anyway (``joules_between``). Best source first, per domain:
 
 - ``gpu:<uuid>``: NVML's total-energy counter (Volta and later), else a thread that
   samples NVML's power reading and integrates it;
@@ -25,7 +26,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -123,13 +123,18 @@ def _total_memory_bytes() -> int:
         raise MeasurementError(f"total memory unknown: {exc}") from exc
 
 
-@dataclass
 class _Zone:
-    path: Path
-    fd: int
-    max_range_uj: int
-    last_uj: int
-    total_uj: int = 0
+    """One open RAPL zone: its energy file, wrap-around range and running total."""
+
+    __slots__ = ("fd", "last_uj", "max_range_uj", "path", "total_uj")
+
+    def __init__(self, path: Path, fd: int, max_range_uj: int, last_uj: int, total_uj: int = 0) -> None:
+        self.path, self.fd, self.max_range_uj = path, fd, max_range_uj
+        self.last_uj, self.total_uj = last_uj, total_uj
+
+    def __repr__(self) -> str:
+        return (f"_Zone(path={self.path!r}, fd={self.fd!r}, max_range_uj={self.max_range_uj!r}, "
+                f"last_uj={self.last_uj!r}, total_uj={self.total_uj!r})")
 
 
 def _peak_rss_bytes() -> int:
@@ -452,6 +457,10 @@ class CpuTimeEstimateReader:
         self.source = source
         self._clock = clock
         self._start: float | None = None
+        #: A window's joules follow from its own CPU clock (`joules_between`) when this
+        #: reader reads the same clock, `time.process_time`.
+        self.window_derived = clock is time.process_time
+        self.window_rss: Callable[[], int] | None = None
 
     @classmethod
     def for_this_machine(
@@ -493,6 +502,11 @@ class CpuTimeEstimateReader:
         if self._start is None:
             raise MeasurementError("CPU-time estimate reader is not open")
         return max(self._clock() - self._start, 0.0) * self.watts_per_thread
+
+    def joules_between(self, wall_s: float, cpu_s: float, rss_start: int | None,
+                       rss_end: int | None) -> float:
+        """Estimated joules of a window segment that used ``cpu_s`` process CPU seconds."""
+        return max(cpu_s, 0.0) * self.watts_per_thread
 
     def close(self) -> None:
         """Nothing to release."""
@@ -547,6 +561,10 @@ class RamModelEstimateReader:
         self._energy_j = 0.0
         self._last_t = 0.0
         self._last_share = 0.0
+        #: Set by `open` when a window can derive this reader's joules from its own wall
+        #: clock and RSS readings (``/proc/self/statm``, default clock): see `joules_between`.
+        self.window_derived = False
+        self.window_rss: Callable[[], int] | None = None
 
     @classmethod
     def for_this_machine(
@@ -581,6 +599,8 @@ class RamModelEstimateReader:
             self.close()
             raise MeasurementError(f"cannot read this process's memory use: {exc}") from exc
         self._energy_j = 0.0
+        self.window_derived = self._statm is not None and self._clock is time.monotonic
+        self.window_rss = self._statm if self.window_derived else None
 
     def read_j(self) -> float:
         """Return estimated joules since `open`."""
@@ -593,8 +613,20 @@ class RamModelEstimateReader:
         self._last_share, self._last_t = share, now
         return self._energy_j
 
+    def joules_between(self, wall_s: float, cpu_s: float, rss_start: int | None,
+                       rss_end: int | None) -> float:
+        """Estimated joules of a window segment of ``wall_s`` seconds whose edges had
+        ``rss_start`` and ``rss_end`` bytes resident (the trapezoid rule, as `read_j`)."""
+        if rss_start is None or rss_end is None:
+            raise MeasurementError("the window read no RSS at its edges")
+        total = self.total_bytes
+        shares = min(max(rss_start / total, 0.0), 1.0) + min(max(rss_end / total, 0.0), 1.0)
+        return self.watts * shares / 2.0 * max(wall_s, 0.0)
+
     def close(self) -> None:
         """Close ``/proc/self/statm``."""
+        self.window_derived = False
+        self.window_rss = None
         if self._statm is not None:
             self._statm.close()
             self._statm = None
