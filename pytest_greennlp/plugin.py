@@ -147,15 +147,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     # Items share their parents' markers and, when parametrized, their function's marker
     # objects: look each parent up and check each marker's arguments once.
-    inherited: dict[int, tuple[pytest.Node | None, list[pytest.Mark]]] = {}
-    checked: dict[int, tuple[pytest.Mark, dict[str, Any]]] = {}
+    inherited: dict[pytest.Node | None, list[pytest.Mark]] = {}
+    checked: dict[int, tuple[pytest.Mark, dict[str, Any]]] = {}  # by id: a Mark is unhashable
     for item in items:
         parent = item.parent
-        found = inherited.get(id(parent))
-        if found is None:
-            marks = [m for m in parent.iter_markers() if m.name in MARKERS] if parent is not None else []
-            found = inherited[id(parent)] = (parent, marks)  # the node is kept: its id stays its own
-        kinds = [m for m in item.own_markers if m.name in MARKERS] + found[1]
+        marks = inherited.get(parent)
+        if marks is None:
+            marks = inherited[parent] = (
+                [m for m in parent.iter_markers() if m.name in MARKERS] if parent is not None else []
+            )
+        kinds = [m for m in item.own_markers if m.name in MARKERS] + marks
         if not kinds:
             continue
         if len({m.name for m in kinds}) > 1:

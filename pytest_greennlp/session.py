@@ -209,7 +209,7 @@ class TestRun:
         if active is None:
             return False
         totals = active.totals
-        totals.cpu_s += cpu_s
+        totals.cpu_ns += round(cpu_s * 1e9)
         for domain, joules in energy_j.items():
             current = totals.energy_j.get(domain)
             if current is not None:
@@ -575,13 +575,10 @@ class GreenSession:
         cuda_peak: int | None,
         outcome: str = "passed",
     ) -> TestRecord:
-        marker_kwargs: Mapping[str, Any] = item.stash.get(marker_key, _NO_KWARGS)
-        walls = tuple([s.wall_s for s in samples])
-        cpus = tuple([s.cpu_s for s in samples])
-        synced: tuple[str, ...] = ()
-        for s in samples:
-            if s.synchronized and not set(s.synchronized) <= set(synced):
-                synced = tuple(sorted(set(synced) | set(s.synchronized)))
+        marker_kwargs: Mapping[str, Any] = item.stash.get(marker_key, {})
+        walls = tuple(s.wall_s for s in samples)
+        cpus = tuple(s.cpu_s for s in samples)
+        synced = tuple(sorted({x for s in samples for x in s.synchronized}))
         timing = Timing(
             wall_s=_median(walls),
             cpu_s=_median(cpus),
@@ -601,14 +598,13 @@ class GreenSession:
                 total=run.forward_flops + run.backward_flops,
                 method="; ".join(run.flops_methods),
             )
-        counts = run.counts
         return TestRecord(
             nodeid=item.nodeid,
             kind=run.kind,  # type: ignore[arg-type]
             outcome=outcome,  # type: ignore[arg-type]
             worker=self.worker_id,
-            examples=counts["examples"] if "examples" in counts else marker_kwargs.get("examples"),
-            tokens=counts["tokens"] if "tokens" in counts else marker_kwargs.get("tokens"),
+            examples=run.counts.get("examples", marker_kwargs.get("examples")),
+            tokens=run.counts.get("tokens", marker_kwargs.get("tokens")),
             timing=timing,
             flops=flops,
             energy=energy,
@@ -664,7 +660,7 @@ class GreenSession:
         if measured is not None:  # measured here, record not built yet: note the outcome
             if when == "call" or report.outcome != "passed":  # a passed teardown changes none
                 measured.outcome = _outcome(report, measured.outcome)
-            if when == "teardown" and time.monotonic() - self._last_checkpoint >= self._checkpoint_every:
+            if when == "teardown":
                 self.checkpoint()
             return
         data = getattr(report, REPORT_ATTR, None)
@@ -823,7 +819,6 @@ class WorkerReports:
 # -- stash keys and small report helpers -------------------------------------------
 
 kind_key = pytest.StashKey[str]()
-_NO_KWARGS: Mapping[str, Any] = {}
 marker_key = pytest.StashKey[Mapping[str, Any]]()
 record_key = pytest.StashKey[TestRecord]()
 

@@ -3,7 +3,8 @@
 The session opens the readers once, reads them at the edges of each test's window with
 `read_all` (cumulative joules; the difference is the test's) and closes them at the
 end. The two estimates need no reading of their own: a window derives them from the
-CPU time, wall time and RSS it reads at its edges anyway (``joules_between``). Best source first, per domain:
+CPU time, wall time and RSS it reads at its edges anyway (``joules_between``). Best
+source first, per domain:
 
 - ``gpu:<uuid>``: NVML's total-energy counter (Volta and later), else a thread that
   samples NVML's power reading and integrates it;
@@ -579,9 +580,12 @@ class RamModelEstimateReader:
         watts, source = codecarbon_data.ram_power_w(total)
         return cls(watts, source, total, rss_bytes=rss_bytes, clock=clock)
 
-    def _share(self) -> float:
-        assert self._rss is not None
-        return min(max(self._rss() / self.total_bytes, 0.0), 1.0)
+    def _share(self, rss: int | None = None) -> float:
+        """This process's share of the machine's memory, at ``rss`` bytes (default: now)."""
+        if rss is None:
+            assert self._rss is not None
+            rss = self._rss()
+        return min(max(rss / self.total_bytes, 0.0), 1.0)
 
     def open(self) -> None:
         """Take the first RSS reading."""
@@ -619,9 +623,7 @@ class RamModelEstimateReader:
         ``rss_start`` and ``rss_end`` bytes resident (the trapezoid rule, as `read_j`)."""
         if rss_start is None or rss_end is None:
             raise MeasurementError("the window read no RSS at its edges")
-        total = self.total_bytes
-        shares = min(max(rss_start / total, 0.0), 1.0) + min(max(rss_end / total, 0.0), 1.0)
-        return self.watts * shares / 2.0 * max(wall_s, 0.0)
+        return self.watts * (self._share(rss_start) + self._share(rss_end)) / 2.0 * max(wall_s, 0.0)
 
     def close(self) -> None:
         """Close ``/proc/self/statm``."""

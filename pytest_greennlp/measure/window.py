@@ -41,17 +41,9 @@ class WindowTotals:
     def wall_s(self) -> float:
         return self.wall_ns / 1e9
 
-    @wall_s.setter
-    def wall_s(self, value: float) -> None:
-        self.wall_ns = round(value * 1e9)
-
     @property
     def cpu_s(self) -> float:
         return self.cpu_ns / 1e9
-
-    @cpu_s.setter
-    def cpu_s(self, value: float) -> None:
-        self.cpu_ns = round(value * 1e9)
 
     def __repr__(self) -> str:
         return (f"WindowTotals(wall_s={self.wall_s!r}, cpu_s={self.cpu_s!r}, "
@@ -109,10 +101,6 @@ class Window:
 
     def __init__(self, meters: Meters) -> None:
         self._meters = meters
-        self._read_all = meters.read_all
-        self._counted = meters.counted
-        self._derived = meters.derived
-        self._rss = meters.rss
         self._edge: tuple[int, int, Mapping[str, float | None], int | None] | None = None
         self.totals = WindowTotals(energy_j={r.domain: 0.0 for r in meters.readers})
 
@@ -120,16 +108,19 @@ class Window:
     def running(self) -> bool:
         return self._edge is not None
 
-    def _read_rss(self) -> int | None:
-        assert self._rss is not None
+    def _read(self) -> tuple[Mapping[str, float | None], int | None]:
+        """Read the counted readers and, for the derived ones, this process's RSS."""
+        meters = self._meters
+        energy = meters.read_all(meters.counted) if meters.counted else _NO_READINGS
+        if meters.rss is None:
+            return energy, None
         try:
-            return self._rss()
+            return energy, meters.rss()
         except Exception as exc:  # noqa: BLE001 - a meter never breaks the test
-            on_error = self._meters.on_error
-            for reader in self._derived:
-                if on_error is not None:
-                    on_error(reader, exc)
-            return None
+            if meters.on_error is not None:
+                for reader in meters.derived:
+                    meters.on_error(reader, exc)
+            return energy, None
 
     def start(self) -> None:
         if self._edge is not None:
@@ -137,8 +128,7 @@ class Window:
         synced = cuda_synchronize()
         if synced and not set(synced) <= set(self.totals.synchronized):
             self.totals.synchronized = tuple(sorted(set(self.totals.synchronized) | set(synced)))
-        energy = self._read_all(self._counted) if self._counted else _NO_READINGS
-        rss = self._read_rss() if self._rss is not None else None
+        energy, rss = self._read()
         self._edge = (perf_counter_ns(), process_time_ns(), energy, rss)
 
     def stop(self) -> None:
@@ -146,8 +136,7 @@ class Window:
             return
         cuda_synchronize()
         wall, cpu = perf_counter_ns(), process_time_ns()
-        rss = self._read_rss() if self._rss is not None else None
-        energy = self._read_all(self._counted) if self._counted else _NO_READINGS
+        energy, rss = self._read()
         wall0, cpu0, energy0, rss0 = self._edge
         self._edge = None
         totals = self.totals
@@ -155,14 +144,14 @@ class Window:
         totals.cpu_ns += cpu - cpu0
         wall_s, cpu_s = (wall - wall0) / 1e9, (cpu - cpu0) / 1e9
         energy_j = totals.energy_j
-        for reader in self._counted:
+        for reader in self._meters.counted:
             domain = reader.domain
             total, before, after = energy_j[domain], energy0.get(domain), energy.get(domain)
             if total is None or before is None or after is None:
                 energy_j[domain] = None
             else:
                 energy_j[domain] = total + max(0.0, after - before)
-        for reader in self._derived:
+        for reader in self._meters.derived:
             domain = reader.domain
             total = energy_j[domain]
             if total is None:
