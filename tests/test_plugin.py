@@ -84,6 +84,16 @@ def test_inert_without_green(pytester: pytest.Pytester) -> None:
     assert "price tags" not in result.stdout.str()
 
 
+def test_version_matches_the_installed_distribution() -> None:
+    # A constant, so that importing the plugin at every pytest start-up does not look the
+    # distribution up; pyproject.toml reads it from `pytest_greennlp._version`.
+    from importlib.metadata import version
+
+    import pytest_greennlp
+
+    assert pytest_greennlp.__version__ == version("pytest-greennlp")
+
+
 def test_report_outcomes_and_figures(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(FAKE_METER)
     pytester.makepyfile(
