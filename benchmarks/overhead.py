@@ -5,13 +5,15 @@
 2. Installed but not enabled (plain ``pytest``) vs the plugin blocked with
    ``-p no:greennlp`` (start-up of a one-test suite; target <= 1.02x).
 
-Runs are interleaved (A, B, A, B, ...) so machine noise hits both sides alike. The
-figure judged is the median of the per-round ratios A_i / B_i (each pair ran seconds
-apart, so slow drifts of the machine cancel), printed with a distribution-free 95%
-interval for that median (order statistics of the ratios). The ratio of the two sides'
-medians and the CPU-time (user + system) ratio are printed beside it. On a shared
-virtual machine whole runs drift by a few percent; the script prints how much CPU other
-processes and the hypervisor (steal) took meanwhile, so a reader can judge a run.
+Runs are interleaved (A, B, B, A, A, B, ...: which side runs first alternates between
+rounds, since the first run of a pair tends to be the slower) so machine noise hits
+both sides alike. The figure judged is the median of the per-round ratios A_i / B_i
+(each pair ran seconds apart, so slow drifts of the machine cancel), printed with a
+distribution-free 95% interval for that median (order statistics of the ratios). The
+ratio of the two sides' medians and the CPU-time (user + system) ratio are printed
+beside it. On a shared virtual machine whole runs drift by a few percent; the script
+prints how much CPU other processes and the hypervisor (steal) took meanwhile, so a
+reader can judge a run.
 
 ``--instructions`` also counts the instructions each side executes under valgrind's
 cachegrind (one run each, when valgrind is installed): a figure that does not depend on
@@ -77,8 +79,15 @@ def compare(name: str, cwd: Path, a: list[str], b: list[str], rounds: int, targe
     run(a, cwd), run(b, cwd)  # warm the file cache
     runs_a, runs_b = [], []
     for _ in range(rounds):
-        runs_a.append(run(a, cwd))
-        runs_b.append(run(b, cwd))
+        # Counterbalanced: the side that runs first alternates from round to round. The
+        # first run of a pair is measurably slower on this kind of machine (about 0.6% in
+        # one test of 40 rounds), which would otherwise count against one side only.
+        if len(runs_a) % 2 == 0:
+            runs_a.append(run(a, cwd))
+            runs_b.append(run(b, cwd))
+        else:
+            runs_b.append(run(b, cwd))
+            runs_a.append(run(a, cwd))
     wall_a, wall_b = (statistics.median(w for w, _ in r) for r in (runs_a, runs_b))
     cpu_a, cpu_b = (statistics.median(c for _, c in r) for r in (runs_a, runs_b))
     pairs = [wa / wb for (wa, _), (wb, _) in zip(runs_a, runs_b)]
