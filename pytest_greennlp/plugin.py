@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from pytest_greennlp.session import GreenSession
 
 #: The running `GreenSession`, present only under ``--green``.
-session_key = pytest.StashKey["GreenSession"]()
+#: Typed by annotation: subscripting ``StashKey`` at run time costs typing machinery at
+#: every pytest start, with or without ``--green``.
+session_key: pytest.StashKey[GreenSession] = pytest.StashKey()
 
 MARKERS = {
     "green_train": "a training test: pytest --green records its price tag",

@@ -15,6 +15,7 @@ import os
 import statistics
 import sys
 import time
+import typing
 import warnings
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -24,7 +25,6 @@ from typing import TYPE_CHECKING, Any, Generator, Iterator, Mapping, Sequence
 import pytest
 
 from pytest_greennlp.errors import GreenNLPWarning, MeterUnavailableWarning, ReportError
-from pytest_greennlp.measure.base import EnergyReader
 from pytest_greennlp.measure.clocks import MemoryProbe
 from pytest_greennlp.measure.window import Meters, Window, WindowTotals
 from pytest_greennlp.records import (
@@ -48,6 +48,7 @@ from pytest_greennlp.records import (
 
 if TYPE_CHECKING:
     from pytest_greennlp.config import GreenConfig
+    from pytest_greennlp.measure.base import EnergyReader
     from pytest_greennlp.measure.flops import FlopCount
 
 __all__ = ["GreenSession", "Snapshot", "TestRun", "WorkerReports", "run_key", "running_test"]
@@ -55,7 +56,7 @@ __all__ = ["GreenSession", "Snapshot", "TestRun", "WorkerReports", "run_key", "r
 log = logging.getLogger(__name__)
 
 #: Where the running `TestRun` of an item lives while its call phase runs.
-run_key = pytest.StashKey["TestRun"]()
+run_key: pytest.StashKey[TestRun] = pytest.StashKey()  # typed by annotation (cheaper)
 
 #: Name of the attribute that carries a record on a call-phase report (survives xdist).
 REPORT_ATTR = "greennlp"
@@ -297,7 +298,8 @@ def build_energy(
 ) -> tuple[Energy | None, list[str]]:
     """Turn the windows of the measured runs into an `Energy` (medians over runs).
 
-    Runs once per test when a report is written, so it makes each list once.
+    Runs once per test when a report is written, so it makes each list once and builds
+    its records with `Record._trusted`.
     """
     if not readers or not runs:
         return None, []
@@ -305,37 +307,37 @@ def build_energy(
     parts = []
     #: Per basis (measured: True / estimated: False), each run's joules over the parts.
     per_run: dict[bool, list[float]] = {}
+    one = runs[0].energy_j if len(runs) == 1 else None
     for reader in readers:
         domain = reader.domain
-        values = [run.energy_j.get(domain) for run in runs]
-        if None in values:
+        read = [one.get(domain)] if one is not None else [run.energy_j.get(domain) for run in runs]
+        if None in read:
             notes.append(f"energy of {domain} ({reader.method}) unavailable for this test")
             continue
+        values = typing.cast("list[float]", read)
         measured = bool(reader.measured)
-        parts.append(
-            EnergyPart(
-                domain=domain,
-                energy_j=_nano(_median(values)),  # type: ignore[arg-type]
-                method=reader.method,
-                measured=measured,
-                source=reader.source,
-                scope=reader.scope,
-            )
-        )
+        parts.append(EnergyPart._trusted({
+            "domain": domain,
+            "energy_j": _nano(_median(values)),
+            "method": reader.method,
+            "measured": measured,
+            "source": reader.source,
+            "scope": reader.scope,
+        }))
         sums = per_run.get(measured)
-        per_run[measured] = values if sums is None else [a + b for a, b in zip(sums, values)]  # type: ignore[misc]
+        per_run[measured] = values if sums is None else [a + b for a, b in zip(sums, values)]
     if not parts:
         return None, notes
     measured_runs, estimated_runs = per_run.get(True), per_run.get(False)
     several = len(runs) > 1
-    energy = Energy(
-        parts=tuple(parts),
-        measured_j=None if measured_runs is None else _nano(_median(measured_runs)),
-        estimated_j=None if estimated_runs is None else _nano(_median(estimated_runs)),
-        samples_measured_j=tuple(map(_nano, measured_runs)) if several and measured_runs else (),
-        samples_estimated_j=tuple(map(_nano, estimated_runs)) if several and estimated_runs else (),
-        attribution=attribution,
-    )
+    energy = Energy._trusted({
+        "parts": tuple(parts),
+        "measured_j": None if measured_runs is None else _nano(_median(measured_runs)),
+        "estimated_j": None if estimated_runs is None else _nano(_median(estimated_runs)),
+        "samples_measured_j": tuple(map(_nano, measured_runs)) if several and measured_runs else (),
+        "samples_estimated_j": tuple(map(_nano, estimated_runs)) if several and estimated_runs else (),
+        "attribution": attribution,
+    })
     return energy, notes
 
 
@@ -355,10 +357,11 @@ def emissions(energy: Energy | None, carbon: CarbonIntensity) -> Emissions | Non
     if energy is None:
         return None
     factor = carbon.pue * carbon.g_per_kwh / 3.6e6
-    return Emissions(  # rounded to the femtogram (see `_nano`)
-        from_measured_g=None if energy.measured_j is None else _nano(energy.measured_j * factor, 1e15),
-        from_estimated_g=None if energy.estimated_j is None else _nano(energy.estimated_j * factor, 1e15),
-    )
+    measured, estimated = energy.measured_j, energy.estimated_j
+    return Emissions._trusted({  # rounded to the femtogram (see `_nano`)
+        "from_measured_g": None if measured is None else _nano(measured * factor, 1e15),
+        "from_estimated_g": None if estimated is None else _nano(estimated * factor, 1e15),
+    })
 
 
 class GreenSession:
@@ -489,17 +492,19 @@ class GreenSession:
     def run_for(self, item: pytest.Item) -> TestRun | None:
         """The `TestRun` of a marked test, made on first use (by the ``green`` fixture at
         setup, else by the call wrapper); None for an unmarked test or on an xdist controller."""
-        run = item.stash.get(run_key, None)
-        if run is None:
-            kind = item.stash.get(kind_key, None)
-            if kind is None or not self.measures_tests:
-                return None
-            run = item.stash[run_key] = TestRun(
-                nodeid=item.nodeid,
-                kind=kind,
-                default_group=getattr(item, "originalname", item.name),
-                meters=self.meters,
-            )
+        # `in` first: `Stash.get` of a missing key raises and catches a KeyError, which
+        # costs more than the rest of this method (it runs once per test).
+        stash = item.stash
+        if run_key in stash:
+            return stash[run_key]
+        if kind_key not in stash or not self.measures_tests:
+            return None
+        run = stash[run_key] = TestRun(
+            nodeid=item.nodeid,
+            kind=stash[kind_key],
+            default_group=getattr(item, "originalname", item.name),
+            meters=self.meters,
+        )
         return run
 
     @pytest.hookimpl(wrapper=True)
@@ -575,18 +580,26 @@ class GreenSession:
         cuda_peak: int | None,
         outcome: str = "passed",
     ) -> TestRecord:
-        marker_kwargs: Mapping[str, Any] = item.stash.get(marker_key, {})
-        walls = tuple(s.wall_s for s in samples)
-        cpus = tuple(s.cpu_s for s in samples)
-        synced = tuple(sorted({x for s in samples for x in s.synchronized}))
-        timing = Timing(
-            wall_s=_median(walls),
-            cpu_s=_median(cpus),
-            wall_samples_s=walls,
-            cpu_samples_s=cpus,
-            warmup_runs=self.settings.warmup,
-            synchronized=synced,
-        )
+        stash = item.stash
+        # Not `stash.get`: for a missing key it raises and catches a KeyError (see `run_for`).
+        marker_kwargs: Mapping[str, Any] = stash[marker_key] if marker_key in stash else {}  # noqa: SIM401
+        walls: tuple[float, ...]
+        cpus: tuple[float, ...]
+        if len(samples) == 1:  # no repeats: the common case
+            only = samples[0]
+            walls, cpus, synced = (only.wall_s,), (only.cpu_s,), only.synchronized
+        else:
+            walls = tuple(s.wall_s for s in samples)
+            cpus = tuple(s.cpu_s for s in samples)
+            synced = tuple(sorted({x for s in samples for x in s.synchronized}))
+        timing = Timing._trusted({
+            "wall_s": _median(walls),
+            "cpu_s": _median(cpus),
+            "wall_samples_s": walls,
+            "cpu_samples_s": cpus,
+            "warmup_runs": self.settings.warmup,
+            "synchronized": synced,
+        })
         energy, notes = build_energy(
             samples, self.readers, self._attribution[run.region is not None]
         )
@@ -598,25 +611,30 @@ class GreenSession:
                 total=run.forward_flops + run.backward_flops,
                 method="; ".join(run.flops_methods),
             )
-        return TestRecord(
-            nodeid=item.nodeid,
-            kind=run.kind,  # type: ignore[arg-type]
-            outcome=outcome,  # type: ignore[arg-type]
-            worker=self.worker_id,
-            examples=run.counts.get("examples", marker_kwargs.get("examples")),
-            tokens=run.counts.get("tokens", marker_kwargs.get("tokens")),
-            timing=timing,
-            flops=flops,
-            energy=energy,
-            co2e=emissions(energy, self.carbon),
-            memory=Memory(peak_rss_bytes=rss, rss_method=self.memory.method,
-                          cuda_peak_allocated_bytes=cuda_peak),
-            metrics=tuple(run.metrics.values()),
-            trials=tuple(run.trials),
-            limits={k: v for k, v in marker_kwargs.items() if k not in ("examples", "tokens")},
-            extra=dict(run.extra),
-            notes=tuple(run.notes + notes),
-        )
+        counts = run.counts
+        return TestRecord._trusted({
+            "nodeid": item.nodeid,
+            "kind": run.kind,
+            "outcome": outcome,
+            "worker": self.worker_id,
+            "examples": counts["examples"] if "examples" in counts else marker_kwargs.get("examples"),
+            "tokens": counts["tokens"] if "tokens" in counts else marker_kwargs.get("tokens"),
+            "timing": timing,
+            "flops": flops,
+            "energy": energy,
+            "co2e": emissions(energy, self.carbon),
+            "memory": Memory._trusted({
+                "peak_rss_bytes": rss,
+                "rss_method": self.memory.method,
+                "cuda_peak_allocated_bytes": cuda_peak,
+            }),
+            "metrics": tuple(run.metrics.values()),
+            "trials": tuple(run.trials),
+            "limits": {k: v for k, v in marker_kwargs.items() if k not in ("examples", "tokens")}
+            if marker_kwargs else {},
+            "extra": dict(run.extra),
+            "notes": tuple(run.notes + notes),
+        })
 
     def _build_pending(self) -> None:
         """Turn the measured tests not yet built into records (before a report is written)."""
@@ -818,9 +836,10 @@ class WorkerReports:
 
 # -- stash keys and small report helpers -------------------------------------------
 
-kind_key = pytest.StashKey[str]()
-marker_key = pytest.StashKey[Mapping[str, Any]]()
-record_key = pytest.StashKey[TestRecord]()
+# Typed by annotation: a subscripted ``StashKey[...]()`` costs typing machinery at import.
+kind_key: pytest.StashKey[str] = pytest.StashKey()
+marker_key: pytest.StashKey[Mapping[str, Any]] = pytest.StashKey()
+record_key: pytest.StashKey[TestRecord] = pytest.StashKey()
 
 
 def _xdist_workers(config: pytest.Config) -> int:

@@ -1,11 +1,14 @@
-"""The session's pure helpers: energy of measured runs, CO2e."""
+"""The session's helpers: energy of measured runs, CO2e, the records it builds."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 
 from pytest_greennlp.measure.window import WindowTotals
-from pytest_greennlp.records import CarbonIntensity
+from pytest_greennlp.records import CarbonIntensity, Record
+from pytest_greennlp.report import read_report
 from pytest_greennlp.session import build_energy, emissions
 
 
@@ -60,3 +63,47 @@ def test_emissions_per_basis() -> None:
     co2 = emissions(energy, carbon)
     assert co2 is not None and (co2.from_measured_g, co2.from_estimated_g) == (75.0, 75.0)
     assert emissions(None, carbon) is None
+
+
+def _same_as_keyword_built(record: Record) -> None:
+    """``record`` has every field of its class, in order, and equals the keyword-built one."""
+    assert list(record.fields_dict()) == [f.name for f in dataclasses.fields(record)]
+    for value in record.fields_dict().values():
+        for inner in value if isinstance(value, tuple) else (value,):
+            if isinstance(inner, Record):
+                _same_as_keyword_built(inner)
+    assert type(record)(**record.fields_dict()) == record
+
+
+@pytest.mark.parametrize("runs", [[run(2.0, 5.0, 0.5)], [run(2.0, 5.0, 0.5), run(4.0, 5.0, 0.7)]])
+def test_fast_built_records_equal_keyword_built_ones(runs: list[WindowTotals]) -> None:
+    # build_energy and emissions build their records with `Record._trusted`, unchecked.
+    energy, _ = build_energy(runs, READERS, "region")
+    assert energy is not None
+    _same_as_keyword_built(energy)
+    carbon = CarbonIntensity(region="FRA", g_per_kwh=50.0, source="s", year=2023, pue=1.5)
+    co2 = emissions(energy, carbon)
+    assert co2 is not None
+    _same_as_keyword_built(co2)
+
+
+def test_session_records_have_every_field_in_order(pytester: pytest.Pytester) -> None:
+    # `GreenSession._record` builds each test's records with `Record._trusted`.
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.green_train(examples=4, max_energy_j=10)
+        def test_one(green):
+            green.metric("accuracy", 0.5)
+            green.trial(0.4, config={"lr": 0.1})
+            green.flops(forward=10, backward=20)
+            green.extra("k", [1, 2])
+        """
+    )
+    result = pytester.runpytest("--green", "--green-repeats", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    report = read_report(pytester.path / "green-report.json")
+    (test,) = report.tests
+    assert test.flops is not None and test.energy is not None and test.trials
+    _same_as_keyword_built(test)

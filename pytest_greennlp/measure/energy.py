@@ -28,13 +28,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_greennlp.errors import ConfigError, MeasurementError
 from pytest_greennlp.measure import codecarbon_data
-from pytest_greennlp.measure.base import EnergyReader, Scope
 from pytest_greennlp.measure.clocks import StatmRss
 from pytest_greennlp.measure.nvml import GpuInfo, device_handle, load_nvml, nvml_devices
+
+if TYPE_CHECKING:  # the protocol module is for type checkers and third-party readers
+    from pytest_greennlp.measure.base import EnergyReader, Scope
 
 __all__ = [
     "ENERGY_SOURCES",
