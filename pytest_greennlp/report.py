@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 import typing
+from json.encoder import encode_basestring_ascii as _encode_string
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
     import pytest
 
 __all__ = [
-    "MAX_REPORT_BYTES", "assemble", "read_report", "render_table", "report_json", "totals",
+    "MAX_REPORT_BYTES", "assemble", "cost_key", "figures", "json_values", "read_report",
+    "record_text", "render_table", "report_json", "report_text", "totals", "totals_of",
     "write_report",
 ]
 
@@ -42,18 +44,39 @@ def _sum(values: Iterable[float | int | None]) -> Any:
     return sum(present) if present else None
 
 
+#: What `totals` adds up of one test: wall s, CPU s (both None without timing), FLOPs,
+#: measured J, estimated J, CO2e g from measured and from estimated energy.
+Figures = tuple[Any, Any, Any, Any, Any, Any, Any]
+
+
+def figures(test: TestRecord) -> Figures:
+    """The `Figures` of ``test``."""
+    timing, energy, co2e = test.timing, test.energy, test.co2e
+    return (
+        timing.wall_s if timing else None, timing.cpu_s if timing else None,
+        test.flops.total if test.flops else None,
+        energy.measured_j if energy else None, energy.estimated_j if energy else None,
+        co2e.from_measured_g if co2e else None, co2e.from_estimated_g if co2e else None,
+    )
+
+
 def totals(tests: Sequence[TestRecord]) -> Totals:
     """Sum the figures of ``tests``; measured and estimated energy stay apart."""
-    timed = [t for t in tests if t.timing is not None]
+    return totals_of([figures(t) for t in tests])
+
+
+def totals_of(tests: Sequence[Figures]) -> Totals:
+    """`totals` of tests given by their `Figures`, in order."""
+    columns = list(zip(*tests)) if tests else [()] * 7
     return Totals(
         tests=len(tests),
-        wall_s=sum(t.timing.wall_s for t in timed if t.timing),
-        cpu_s=sum(t.timing.cpu_s for t in timed if t.timing),
-        flops=_sum(t.flops.total if t.flops else None for t in tests),
-        measured_j=_sum(t.energy.measured_j if t.energy else None for t in tests),
-        estimated_j=_sum(t.energy.estimated_j if t.energy else None for t in tests),
-        co2e_from_measured_g=_sum(t.co2e.from_measured_g if t.co2e else None for t in tests),
-        co2e_from_estimated_g=_sum(t.co2e.from_estimated_g if t.co2e else None for t in tests),
+        wall_s=sum(v for v in columns[0] if v is not None),
+        cpu_s=sum(v for v in columns[1] if v is not None),
+        flops=_sum(columns[2]),
+        measured_j=_sum(columns[3]),
+        estimated_j=_sum(columns[4]),
+        co2e_from_measured_g=_sum(columns[5]),
+        co2e_from_estimated_g=_sum(columns[6]),
     )
 
 
@@ -130,11 +153,58 @@ def _record_fields(value: Any) -> dict[str, Any]:
     raise TypeError(f"not a record: {type(value).__name__}")
 
 
-def write_report(report: Report, path: Path) -> None:
-    """Write ``report`` as JSON atomically: a temporary file in the same folder, then rename."""
+def record_text(test: TestRecord) -> str:
+    """One test's JSON text, as `report_json` writes it inside a report."""
+    try:
+        return json.dumps(test, default=_record_fields, allow_nan=False, check_circular=False)
+    except (TypeError, ValueError, RecursionError):
+        return json.dumps(to_dict(test), allow_nan=False)
+
+
+#: How the encoder writes each type of value `json_values` takes.
+_WRITERS: dict[type, Any] = {
+    float: float.__repr__,
+    str: _encode_string,
+    int: int.__repr__,
+    type(None): {None: "null"}.__getitem__,
+    bool: {True: "true", False: "false"}.__getitem__,
+}
+
+
+def json_values(values: Sequence[Any]) -> list[str]:
+    """Each value as the encoder writes it: None, bool, int, finite float or str.
+
+    Another type raises TypeError, a float JSON has no number for ValueError (as the
+    encoder does with ``allow_nan=False``). A string is always written quoted, so a bare
+    ``inf`` or ``nan`` can only come from a float.
+    """
+    try:
+        texts = [_WRITERS[type(value)](value) for value in values]
+    except KeyError as exc:
+        raise TypeError(f"not a JSON scalar: {exc}") from None
+    if "inf" in texts or "-inf" in texts or "nan" in texts:
+        raise ValueError("out of range float value")
+    return texts
+
+
+def report_text(report: Report, tests: Sequence[str]) -> str:
+    """`report_json` of ``report`` (without its final newline) with ``tests``, each test's
+    JSON text (see `record_text`), in place of its own tests: how the session writes."""
+    text = report_json(Report._trusted({**report.fields_dict(), "tests": ()}))[:-1]
+    # The last such key is the report's own: an earlier one can only be user data in the
+    # fingerprint, and inside a JSON string a quote is always escaped.
+    head, tail = text.rsplit('"tests": []', 1)
+    return f"{head}\"tests\": [{', '.join(tests)}]{tail}"
+
+
+def write_report(report: Report, path: Path, tests: Sequence[str] | None = None) -> None:
+    """Write ``report`` as JSON atomically: a temporary file in the same folder, then rename.
+
+    With ``tests``, those JSON texts are its tests (see `report_text`).
+    """
     path = Path(path)
     try:
-        text = report_json(report)
+        text = report_json(report) if tests is None else report_text(report, tests) + "\n"
     except (TypeError, ValueError, RecursionError) as exc:
         raise ReportError(path, f"cannot be written: a value is not JSON ({_one_line(exc)})") from None
     try:
@@ -241,7 +311,8 @@ def _co2_cell(grams_measured: float | None, grams_estimated: float | None) -> st
     return " + ".join(cells) if cells else "n/a"
 
 
-def _cost_key(test: TestRecord) -> tuple[float, float]:
+def cost_key(test: TestRecord) -> tuple[float, float]:
+    """Sort key of the table: most energy first (measured, else estimated), then most time."""
     energy = test.energy
     joules = 0.0
     if energy is not None:
@@ -249,17 +320,23 @@ def _cost_key(test: TestRecord) -> tuple[float, float]:
     return (-joules, -(test.timing.wall_s if test.timing else 0.0))
 
 
-def render_table(report: Report, width: int = 120, limit: int | None = None) -> list[str]:
+def render_table(
+    report: Report, width: int = 120, limit: int | None = None, more: int = 0
+) -> list[str]:
     """Return the price-tag table, most expensive test first, with a totals row.
 
     With ``limit``, only that many of the most expensive tests get a row, followed by a
-    line counting the others; the totals row still covers every test.
+    line counting the others; the totals row still covers every test. ``more`` counts
+    cheaper tests that are in the totals but not in ``report.tests`` (the session hands
+    over only the rows it shows).
     """
     header = ("test", "kind", "outcome", "wall", "cpu", "FLOPs", "energy", "CO2e", "peak RSS")
     rows: list[tuple[str, ...]] = []
-    ordered = sorted(report.tests, key=_cost_key)
+    ordered = sorted(report.tests, key=cost_key)
     hidden = len(ordered) - limit if limit is not None and 0 <= limit < len(ordered) else 0
-    for test in ordered[: len(ordered) - hidden]:
+    shown = ordered[: len(ordered) - hidden]
+    hidden += more
+    for test in shown:
         rows.append((
             test.nodeid,
             test.kind,

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import statistics
 import sys
 import time
@@ -19,8 +20,9 @@ import typing
 import warnings
 from dataclasses import replace
 from datetime import datetime, timezone
+from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generator, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Mapping, Sequence
 
 import pytest
 
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     from pytest_greennlp.config import GreenConfig
     from pytest_greennlp.measure.base import EnergyReader
     from pytest_greennlp.measure.flops import FlopCount
+    from pytest_greennlp.report import Figures
 
 __all__ = ["GreenSession", "Snapshot", "TestRun", "WorkerReports", "run_key", "running_test"]
 
@@ -229,6 +232,56 @@ class _Measured:
         self.rss, self.cuda_peak, self.outcome = rss, cuda_peak, outcome
 
 
+class _Row:
+    """The record of a test in the common shape, as the values it writes (see `GreenSession._row`).
+
+    The report writes those values into a template; a `TestRecord` is made of them only
+    where one is needed: the rows the terminal table shows, a gate, a late report.
+    """
+
+    __slots__ = ("figures", "key", "values")
+
+    def __init__(self, key: tuple[Any, ...], values: list[Any], figures: Figures) -> None:
+        self.key, self.values, self.figures = key, values, figures
+
+    @property
+    def nodeid(self) -> str:
+        return typing.cast(str, self.values[0])
+
+
+#: A `_Row` value that marks its place in a template's prototype (see `_Templates`).
+_MARKER = "\x00{}\x00"
+_MARKED = r'"\\u0000(\d+)\\u0000"'  # as the encoder writes a marker (compiled on first use)
+
+
+class _Templates:
+    """Per row key, the JSON text around a `_Row`'s values (`GreenSession._row_json`).
+
+    A template is the encoder's own text for a record of that key whose values are
+    markers, split at the markers: a row is then written by filling its values in,
+    without building its records or walking them. None where a fixed text of the
+    record holds a NUL character (the marker's), which the encoder then writes instead.
+    """
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[Any, ...], tuple[list[str], list[int]] | None] = {}
+
+    def get(self, key: tuple[Any, ...], prototype: Callable[[list[Any]], TestRecord],
+            count: int) -> tuple[list[str], list[int]] | None:
+        try:
+            return self._made[key]
+        except KeyError:
+            pass
+        from pytest_greennlp.report import record_text
+
+        text = record_text(prototype([_MARKER.format(i) for i in range(count)]))
+        split = re.split(_MARKED, text)
+        pieces, slots = split[0::2], [int(i) for i in split[1::2]]
+        made = None if any("\\u0000" in piece for piece in pieces) else (pieces, slots)
+        self._made[key] = made
+        return made
+
+
 class Snapshot:
     """Cumulative figures of a test's active window at one moment (see `TestRun.snapshot`).
 
@@ -384,7 +437,8 @@ class GreenSession:
         #: What every window reads (set when the readers open).
         self.meters = Meters([], _no_readings)
         self.memory = MemoryProbe()
-        self.records: dict[str, TestRecord] = {}
+        #: Each test's record, or its `_Row` (kept as values; see `_build_pending`).
+        self.records: dict[str, TestRecord | _Row] = {}
         #: Tests measured in this process whose records are built at the next report.
         self.pending: dict[str, _Measured] = {}
         self._record_hook = config.hook.pytest_greennlp_update_record
@@ -397,7 +451,10 @@ class GreenSession:
         self.run_window: Window | None = None
         self.report_path: Path = settings.report
         self.written_to: Path | None = None
-        self.report: Report | None = None
+        #: The last report written: its run-level part (no tests) and its tests in order.
+        self._written: tuple[Report, list[TestRecord | _Row]] | None = None
+        self._report: Report | None = None
+        self._templates = _Templates()
         self._fingerprint_cache: dict[str, Any] = {}
         #: Attach figures as junitxml properties (only when a junit XML file is written).
         self.junit = bool(getattr(config.option, "xmlpath", None))
@@ -637,10 +694,132 @@ class GreenSession:
         })
 
     def _build_pending(self) -> None:
-        """Turn the measured tests not yet built into records (before a report is written)."""
+        """Turn the measured tests not yet built into records (before a report is written).
+
+        A test of the common shape becomes a `_Row`, the values its record writes: for
+        the small tests of a large suite, building and walking seven records per test
+        was most of what ``--green`` cost.
+        """
         pending, self.pending = self.pending, {}
         for nodeid, m in pending.items():
-            self.records[nodeid] = self._record(m.item, m.run, m.samples, m.rss, m.cuda_peak, m.outcome)
+            row = self._row(m)
+            self.records[nodeid] = row if row is not None else self._record(
+                m.item, m.run, m.samples, m.rss, m.cuda_peak, m.outcome)
+
+    def _row(self, m: _Measured) -> _Row | None:
+        """The `_Row` of a test whose record has the common shape, else None.
+
+        That shape: one measured run; every energy reader read; no FLOPs, metrics,
+        trials, limits, extra data or notes. The values are what `_record` would write,
+        computed the same way (a test checks both records, and their JSON, are equal):
+        nodeid, examples, tokens, wall s, CPU s, peak RSS, CUDA peak, measured J,
+        estimated J, CO2e g from each, then each reader's joules. `_row_record` reads
+        them in that order.
+        """
+        run, item = m.run, m.item
+        readers = self.readers
+        if (len(m.samples) != 1 or not readers or run.flops_methods or run.metrics or run.trials
+                or run.extra or run.notes):
+            return None
+        stash = item.stash
+        marker_kwargs: Mapping[str, Any] = stash[marker_key] if marker_key in stash else {}  # noqa: SIM401
+        if any(k != "examples" and k != "tokens" for k in marker_kwargs):
+            return None
+        only = m.samples[0]
+        energy = only.energy_j
+        parts = []
+        measured = estimated = None  # summed as `build_energy` does, in reader order
+        for reader in readers:
+            joules = energy.get(reader.domain)
+            if joules is None:
+                return None
+            parts.append(_nano(joules))
+            if reader.measured:
+                measured = joules if measured is None else measured + joules
+            else:
+                estimated = joules if estimated is None else estimated + joules
+        carbon = self.carbon
+        factor = carbon.pue * carbon.g_per_kwh / 3.6e6  # as `emissions`
+        measured_j = None if measured is None else _nano(measured)
+        estimated_j = None if estimated is None else _nano(estimated)
+        co2e_measured = None if measured_j is None else _nano(measured_j * factor, 1e15)
+        co2e_estimated = None if estimated_j is None else _nano(estimated_j * factor, 1e15)
+        wall, cpu = only.wall_s, only.cpu_s
+        counts = run.counts
+        values = [
+            item.nodeid,
+            counts["examples"] if "examples" in counts else marker_kwargs.get("examples"),
+            counts["tokens"] if "tokens" in counts else marker_kwargs.get("tokens"),
+            wall, cpu, m.rss, m.cuda_peak,
+            measured_j, estimated_j, co2e_measured, co2e_estimated,
+            *parts,
+        ]
+        key = (run.kind, m.outcome, only.synchronized, self._attribution[run.region is not None])
+        return _Row(key, values, (wall, cpu, None, measured_j, estimated_j, co2e_measured, co2e_estimated))
+
+    def _row_record(self, key: tuple[Any, ...], values: Sequence[Any]) -> TestRecord:
+        """The `TestRecord` of a `_Row`'s key and values (see `_row` for their order)."""
+        kind, outcome, synchronized, attribution = key
+        (nodeid, examples, tokens, wall, cpu, rss, cuda_peak,
+         measured_j, estimated_j, co2e_measured, co2e_estimated) = values[:11]
+        parts = tuple(
+            EnergyPart._trusted({
+                "domain": reader.domain, "energy_j": joules, "method": reader.method,
+                "measured": bool(reader.measured), "source": reader.source, "scope": reader.scope,
+            })
+            for reader, joules in zip(self.readers, values[11:])
+        )
+        return TestRecord._trusted({
+            "nodeid": nodeid,
+            "kind": kind,
+            "outcome": outcome,
+            "worker": self.worker_id,
+            "examples": examples,
+            "tokens": tokens,
+            "timing": Timing._trusted({
+                "wall_s": wall, "cpu_s": cpu, "wall_samples_s": (wall,), "cpu_samples_s": (cpu,),
+                "warmup_runs": self.settings.warmup, "synchronized": synchronized,
+            }),
+            "flops": None,
+            "energy": Energy._trusted({
+                "parts": parts, "measured_j": measured_j, "estimated_j": estimated_j,
+                "samples_measured_j": (), "samples_estimated_j": (), "attribution": attribution,
+            }),
+            "co2e": Emissions._trusted({
+                "from_measured_g": co2e_measured, "from_estimated_g": co2e_estimated,
+            }),
+            "memory": Memory._trusted({
+                "peak_rss_bytes": rss, "rss_method": self.memory.method,
+                "cuda_peak_allocated_bytes": cuda_peak,
+            }),
+            "metrics": (),
+            "trials": (),
+            "limits": {},
+            "extra": {},
+            "notes": (),
+        })
+
+    def _as_record(self, entry: TestRecord | _Row) -> TestRecord:
+        return self._row_record(entry.key, entry.values) if isinstance(entry, _Row) else entry
+
+    def _row_json(self, row: _Row) -> str:
+        """A row's JSON text: its values filled into its key's template."""
+        from pytest_greennlp.report import json_values, record_text
+
+        values = row.values
+        template = self._templates.get(
+            row.key, functools.partial(self._row_record, row.key), len(values))
+        if template is not None:
+            try:
+                texts = json_values(values)
+            except (TypeError, ValueError):  # e.g. a non-finite float: JSON has none
+                pass
+            else:
+                pieces, slots = template
+                filled = [texts[i] for i in slots]
+                filled.append("")
+                return "".join(chain.from_iterable(zip(pieces, filled)))
+        return record_text(self._row_record(row.key, values))
 
     def _keep(self, item: pytest.Item, record: TestRecord) -> None:
         """Let hooks edit the record, then keep it (on a worker: for its call-phase report)."""
@@ -683,6 +862,8 @@ class GreenSession:
             return
         data = getattr(report, REPORT_ATTR, None)
         current = self.records.get(report.nodeid)
+        if isinstance(current, _Row):
+            current = self._as_record(current)
         if data is not None:
             current = self._parse_record(data, report.nodeid)
             if current is None:
@@ -699,8 +880,10 @@ class GreenSession:
 
     # -- the report ---------------------------------------------------------------
 
-    def build_report(self, *, complete: bool, exit_status: int | None) -> Report:
-        from pytest_greennlp.report import assemble, fingerprint_of
+    def build_report(self, *, complete: bool, exit_status: int | None) -> tuple[Report, list[TestRecord | _Row]]:
+        """The report's run-level part (its ``tests`` empty, its totals of every test) and
+        its tests, by node id: records, or `_Row`s the report writes from their values."""
+        from pytest_greennlp.report import assemble, figures, fingerprint_of, totals_of
 
         self._build_pending()
         run_energy = None
@@ -715,9 +898,10 @@ class GreenSession:
 
             self.warn(f"{exc.problem}; using the built-in fingerprint", GreenNLPWarning)
             fingerprint = from_dict(Fingerprint, default_fingerprint())
-        return assemble(
+        tests = sorted(self.records.values(), key=_nodeid)
+        header = assemble(
             fingerprint=fingerprint,
-            tests=list(self.records.values()),
+            tests=[],
             carbon=self.carbon,
             settings=Settings(
                 repeats=self.settings.repeats,
@@ -732,6 +916,16 @@ class GreenSession:
             run_energy=run_energy,
             notes=list(self.notes),
         )
+        every = totals_of([t.figures if isinstance(t, _Row) else figures(t) for t in tests])
+        return replace(header, totals=every), tests
+
+    @property
+    def report(self) -> Report | None:
+        """The last report written (or meant to be), every test a `TestRecord`; None before."""
+        if self._report is None and self._written is not None:
+            header, tests = self._written
+            self._report = replace(header, tests=tuple(self._as_record(t) for t in tests))
+        return self._report
 
     def checkpoint(self, *, force: bool = False) -> None:
         """Write an incomplete report now and then, so a crash leaves a valid file.
@@ -743,21 +937,28 @@ class GreenSession:
         now = time.monotonic()
         if not force and now - self._last_checkpoint < self._checkpoint_every:
             return
-        self._write(self.build_report(complete=False, exit_status=None))
+        self._write(*self.build_report(complete=False, exit_status=None))
         self._last_checkpoint = done = time.monotonic()
         self._checkpoint_every = max(_CHECKPOINT_EVERY_S, _CHECKPOINT_SHARE * (done - now))
 
-    def _write(self, report: Report) -> None:
-        from pytest_greennlp.report import write_report
+    def _write(self, header: Report, tests: list[TestRecord | _Row]) -> None:
+        from pytest_greennlp.report import record_text, write_report
 
-        self.report = report
+        self._written, self._report = (header, tests), None
         try:
-            write_report(report, self.report_path)
+            texts = [self._row_json(t) if isinstance(t, _Row) else record_text(t) for t in tests]
+        except (TypeError, ValueError, RecursionError) as exc:
+            self.warn(f"cannot write the report (a value is not JSON: {exc}); "
+                      "figures are in the terminal summary only")
+            self.written_to = None
+            return
+        try:
+            write_report(header, self.report_path, texts)
             self.written_to = self.report_path
         except ReportError as exc:
             fallback = Path(os.environ.get("TMPDIR", "/tmp")) / f"green-report-{os.getpid()}.json"
             try:
-                write_report(report, fallback)
+                write_report(header, fallback, texts)
             except ReportError:
                 self.warn(f"cannot write the report ({exc.problem}); figures are in the terminal summary only")
                 self.written_to = None
@@ -773,7 +974,7 @@ class GreenSession:
                 complete = int(exitstatus) not in (
                     pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR
                 )
-                self._write(self.build_report(complete=complete, exit_status=int(exitstatus)))
+                self._write(*self.build_report(complete=complete, exit_status=int(exitstatus)))
         finally:
             self.close()
 
@@ -795,22 +996,29 @@ class GreenSession:
         self.close()
         self.records = {}
         self.pending = {}
-        self.report = None
+        self._written = self._report = None
         self.meters = Meters([], _no_readings)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        from pytest_greennlp.report import render_table
+        from pytest_greennlp.report import cost_key, render_table
 
-        if self.report is None:
+        if self._written is None:
             return
+        header, tests = self._written
         terminalreporter.write_sep("-", "greennlp price tags")
         limit = self.settings.table or None
-        for line in render_table(self.report, width=terminalreporter._tw.fullwidth, limit=limit):
+        # Records only for the rows shown, most expensive first (`_row_cost` is
+        # `cost_key` of a row's values).
+        ordered = sorted(tests, key=lambda t: _row_cost(t) if isinstance(t, _Row) else cost_key(t))
+        shown = ordered[:limit] if limit is not None else ordered
+        table = replace(header, tests=tuple(self._as_record(t) for t in shown))
+        for line in render_table(table, width=terminalreporter._tw.fullwidth,
+                                 more=len(ordered) - len(shown)):
             terminalreporter.write_line(line)
-        for note in self.report.notes:
+        for note in header.notes:
             terminalreporter.write_line(f"note: {note}")
         if self.written_to is not None:
-            state = "" if self.report.complete else " (incomplete)"
+            state = "" if header.complete else " (incomplete)"
             terminalreporter.write_line(f"greennlp: report written to {self.written_to}{state}")
 
 
@@ -853,6 +1061,16 @@ def _xdist_workers(config: pytest.Config) -> int:
         return n
     tx = getattr(config.option, "tx", None) or []
     return len(tx)
+
+
+def _nodeid(test: TestRecord | _Row) -> str:
+    return test.nodeid
+
+
+def _row_cost(row: _Row) -> tuple[float, float]:
+    """`report.cost_key` of the record of ``row``."""
+    wall, _, _, measured, estimated, _, _ = row.figures
+    return (-(measured if measured is not None else (estimated or 0.0)), -wall)
 
 
 def _report_kind(report: pytest.TestReport) -> str | None:

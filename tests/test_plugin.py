@@ -716,10 +716,10 @@ def test_checkpoints_back_off_when_writing_is_slow(pytester: pytest.Pytester) ->
         WRITES = []
         _write = report.write_report
 
-        def slow_write(rep, path):
+        def slow_write(rep, path, tests=None):
             WRITES.append(rep.complete)
             time.sleep(0.05)
-            _write(rep, path)
+            _write(rep, path, tests)
 
         report.write_report = slow_write
 

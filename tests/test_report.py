@@ -25,7 +25,15 @@ from pytest_greennlp.records import (
     from_dict,
     to_dict,
 )
-from pytest_greennlp.report import read_report, render_table, report_json, totals, write_report
+from pytest_greennlp.report import (
+    read_report,
+    render_table,
+    report_json,
+    report_text,
+    record_text,
+    totals,
+    write_report,
+)
 
 
 def make_report(n: int = 2) -> Report:
@@ -207,3 +215,18 @@ def test_fingerprint_is_validated_again_only_when_the_hooks_change_it() -> None:
     assert later is not first and later.torch == "2.13.0"
     with pytest.raises(ReportError, match="cpu_count"):
         fingerprint_of(config, cache)  # type: ignore[arg-type]
+
+
+def test_report_text_splices_test_texts_where_report_json_writes_tests(tmp_path: Path) -> None:
+    # The session hands its tests over as JSON texts. A "tests": [] written earlier, in
+    # user data of the fingerprint, or inside a note, must not be taken for the report's.
+    report = make_report(3)
+    report = replace(
+        report,
+        fingerprint=replace(report.fingerprint, extra={"tests": [], "x": '"tests": []'}),
+        notes=('"tests": []',),
+    )
+    texts = [record_text(t) for t in report.tests]
+    assert report_text(report, texts) + "\n" == report_json(report)
+    write_report(replace(report, tests=()), tmp_path / "r.json", texts)
+    assert read_report(tmp_path / "r.json") == report

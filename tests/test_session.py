@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -107,3 +108,87 @@ def test_session_records_have_every_field_in_order(pytester: pytest.Pytester) ->
     (test,) = report.tests
     assert test.flops is not None and test.energy is not None and test.trials
     _same_as_keyword_built(test)
+
+
+def test_rows_write_what_their_records_would(pytester: pytest.Pytester) -> None:
+    # Tests of the common shape are kept as `_Row`s: values filled into a template. For
+    # every measured test, the row's record and JSON must equal what `_record` builds.
+    pytester.makeconftest(
+        """
+        import json
+        import pytest
+        from pytest_greennlp.report import record_text
+
+        class Meter:  # a measured counter beside the built-in estimates
+            domain, method, measured, source, scope = "gpu:fake", "counter", True, 'a "q" %s', "machine"
+            def open(self): self.j = 0.0
+            def read_j(self):
+                self.j += 0.1234567891234
+                return self.j
+            def close(self): pass
+
+        def pytest_greennlp_energy_readers(config):
+            return [Meter()]
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_sessionfinish(session):
+            green = session.config.pluginmanager.get_plugin("greennlp-session")
+            out = {}
+            for nodeid, m in green.pending.items():
+                record = green._record(m.item, m.run, m.samples, m.rss, m.cuda_peak, m.outcome)
+                row = green._row(m)
+                out[nodeid] = None if row is None else [
+                    green._row_record(row.key, row.values) == record,
+                    green._row_json(row) == record_text(record),
+                ]
+            with open("rows.json", "w") as handle:
+                json.dump(out, handle)
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.green_infer(examples=8)
+        def test_plain():
+            pass
+
+        @pytest.mark.green_train(tokens=5)
+        def test_region_and_counts(green):
+            green.examples(3)
+            with green.measure():
+                sum(range(1000))
+
+        @pytest.mark.green_infer
+        def test_fails():
+            assert False
+
+        @pytest.mark.green_infer
+        @pytest.mark.xfail(reason="known")
+        def test_xfails():
+            assert False
+
+        @pytest.mark.green_infer
+        def test_with_metric(green):
+            green.metric("accuracy", 0.5)
+
+        @pytest.mark.green_infer(max_energy_j=1.0)
+        def test_with_limit():
+            pass
+        """
+    )
+    result = pytester.runpytest("--green", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4, failed=1, xfailed=1)
+    rows = json.loads((pytester.path / "rows.json").read_text())
+    by_name = {nodeid.split("::")[-1]: value for nodeid, value in rows.items()}
+    assert by_name == {
+        "test_plain": [True, True],
+        "test_region_and_counts": [True, True],
+        "test_fails": [True, True],
+        "test_xfails": [True, True],
+        "test_with_metric": None,  # not the common shape: a record is built
+        "test_with_limit": None,
+    }
+    report = read_report(pytester.path / "green-report.json")
+    assert {t.nodeid.split("::")[-1] for t in report.tests} == set(by_name)
+    assert report.tests[0].energy is not None and len(report.tests[0].energy.parts) == 3
