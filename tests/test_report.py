@@ -27,10 +27,10 @@ from pytest_greennlp.records import (
 )
 from pytest_greennlp.report import (
     read_report,
+    record_text,
     render_table,
     report_json,
     report_text,
-    record_text,
     totals,
     write_report,
 )
