@@ -230,3 +230,21 @@ def test_report_text_splices_test_texts_where_report_json_writes_tests(tmp_path:
     assert report_text(report, texts) + "\n" == report_json(report)
     write_report(replace(report, tests=()), tmp_path / "r.json", texts)
     assert read_report(tmp_path / "r.json") == report
+
+
+def test_built_in_fingerprint_skips_checking_but_equals_from_dict(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_greennlp.measure import fingerprint as fp
+    from pytest_greennlp.records import Fingerprint, from_dict
+    from pytest_greennlp.report import _built_in_fingerprint
+
+    data = fp.default_fingerprint()
+    gpu = {"index": 0, "name": "NVIDIA H100", "uuid": "GPU-1", "driver": "550.1",
+           "memory_total_bytes": 80 * 2**30}
+    with_gpu = {**data, "device": "cuda", "gpus": [gpu], "extra": {"k": [1, 2]}}
+    for built_in in (data, with_gpu):
+        monkeypatch.setattr(fp, "default_fingerprint", lambda built_in=built_in: dict(built_in))
+        fast = _built_in_fingerprint(dict(built_in))
+        assert fast is not None and fast == from_dict(Fingerprint, built_in)
+        assert list(fast.fields_dict()) == list(Fingerprint._names)
+    # Changed by a hook: checked by `from_dict` instead.
+    assert _built_in_fingerprint({**with_gpu, "cpu_count": "x"}) is None
