@@ -259,8 +259,10 @@ class _Templates:
 
     A template is the encoder's own text for a record of that key whose values are
     markers, split at the markers: a row is then written by filling its values in,
-    without building its records or walking them. None where a fixed text of the
-    record holds a NUL character (the marker's), which the encoder then writes instead.
+    without building its records or walking them. It is checked once: filled with other
+    markers, it must give the encoder's text for them. It is None (the encoder writes
+    such rows) where that fails, which takes a fixed text of the record, such as a
+    reader's description, holding a marker (NUL characters).
     """
 
     def __init__(self) -> None:
@@ -272,14 +274,25 @@ class _Templates:
             return self._made[key]
         except KeyError:
             pass
-        from pytest_greennlp.report import record_text
+        from pytest_greennlp.report import json_values, record_text
 
-        text = record_text(prototype([_MARKER.format(i) for i in range(count)]))
-        split = re.split(_MARKED, text)
-        pieces, slots = split[0::2], [int(i) for i in split[1::2]]
-        made = None if any("\\u0000" in piece for piece in pieces) else (pieces, slots)
+        split = re.split(_MARKED, record_text(prototype([_MARKER.format(i) for i in range(count)])))
+        template = (split[0::2], [int(i) for i in split[1::2]])
+        others = [_MARKER.format(i) for i in range(count, 2 * count)]
+        made = template if (
+            all(i < count for i in template[1])
+            and _fill(template, json_values(others)) == record_text(prototype(others))
+        ) else None
         self._made[key] = made
         return made
+
+
+def _fill(template: tuple[list[str], list[int]], texts: Sequence[str]) -> str:
+    """A `_Templates` template with each value's JSON text in its places."""
+    pieces, slots = template
+    filled = [texts[i] for i in slots]
+    filled.append("")
+    return "".join(chain.from_iterable(zip(pieces, filled)))
 
 
 class Snapshot:
@@ -815,10 +828,7 @@ class GreenSession:
             except (TypeError, ValueError):  # e.g. a non-finite float: JSON has none
                 pass
             else:
-                pieces, slots = template
-                filled = [texts[i] for i in slots]
-                filled.append("")
-                return "".join(chain.from_iterable(zip(pieces, filled)))
+                return _fill(template, texts)
         return record_text(self._row_record(row.key, values))
 
     def _keep(self, item: pytest.Item, record: TestRecord) -> None:

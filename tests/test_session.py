@@ -110,7 +110,10 @@ def test_session_records_have_every_field_in_order(pytester: pytest.Pytester) ->
     _same_as_keyword_built(test)
 
 
-def test_rows_write_what_their_records_would(pytester: pytest.Pytester) -> None:
+# The second source spells a template marker: that shape gets no template, the encoder
+# writes its rows.
+@pytest.mark.parametrize("source", ['a "q" %s', "\x001\x00"])
+def test_rows_write_what_their_records_would(pytester: pytest.Pytester, source: str) -> None:
     # Tests of the common shape are kept as `_Row`s: values filled into a template. For
     # every measured test, the row's record and JSON must equal what `_record` builds.
     pytester.makeconftest(
@@ -120,7 +123,9 @@ def test_rows_write_what_their_records_would(pytester: pytest.Pytester) -> None:
         from pytest_greennlp.report import record_text
 
         class Meter:  # a measured counter beside the built-in estimates
-            domain, method, measured, source, scope = "gpu:fake", "counter", True, 'a "q" %s', "machine"
+            domain, method, measured, scope = "gpu:fake", "counter", True, "machine"
+            source = SOURCE
+""".replace("SOURCE", repr(source)) + """
             def open(self): self.j = 0.0
             def read_j(self):
                 self.j += 0.1234567891234
@@ -141,8 +146,9 @@ def test_rows_write_what_their_records_would(pytester: pytest.Pytester) -> None:
                     green._row_record(row.key, row.values) == record,
                     green._row_json(row) == record_text(record),
                 ]
+            made = [t is not None for t in green._templates._made.values()]
             with open("rows.json", "w") as handle:
-                json.dump(out, handle)
+                json.dump({"rows": out, "templates": made}, handle)
         """
     )
     pytester.makepyfile(
@@ -179,8 +185,9 @@ def test_rows_write_what_their_records_would(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest("--green", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=4, failed=1, xfailed=1)
-    rows = json.loads((pytester.path / "rows.json").read_text())
-    by_name = {nodeid.split("::")[-1]: value for nodeid, value in rows.items()}
+    written = json.loads((pytester.path / "rows.json").read_text())
+    assert written["templates"] and set(written["templates"]) == {"%" in source}
+    by_name = {nodeid.split("::")[-1]: value for nodeid, value in written["rows"].items()}
     assert by_name == {
         "test_plain": [True, True],
         "test_region_and_counts": [True, True],
@@ -192,3 +199,4 @@ def test_rows_write_what_their_records_would(pytester: pytest.Pytester) -> None:
     report = read_report(pytester.path / "green-report.json")
     assert {t.nodeid.split("::")[-1] for t in report.tests} == set(by_name)
     assert report.tests[0].energy is not None and len(report.tests[0].energy.parts) == 3
+    assert report.tests[0].energy.parts[0].source == source
