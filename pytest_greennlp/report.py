@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     import pytest
 
 __all__ = [
-    "MAX_REPORT_BYTES", "assemble", "cost_key", "figures", "json_values", "read_report",
-    "record_text", "render_table", "report_json", "report_text", "totals", "totals_of",
-    "write_report",
+    "MAX_REPORT_BYTES", "assemble", "cost_key", "cost_of", "figures", "json_values",
+    "read_report", "record_text", "render_table", "report_json", "report_text", "totals",
+    "totals_of", "write_report",
 ]
 
 #: A report larger than this is refused when read (a hostile or runaway file).
@@ -334,11 +334,13 @@ def _co2_cell(grams_measured: float | None, grams_estimated: float | None) -> st
 
 def cost_key(test: TestRecord) -> tuple[float, float]:
     """Sort key of the table: most energy first (measured, else estimated), then most time."""
-    energy = test.energy
-    joules = 0.0
-    if energy is not None:
-        joules = energy.measured_j if energy.measured_j is not None else (energy.estimated_j or 0.0)
-    return (-joules, -(test.timing.wall_s if test.timing else 0.0))
+    return cost_of(figures(test))
+
+
+def cost_of(test: Figures) -> tuple[float, float]:
+    """`cost_key` of a test given by its `Figures`."""
+    wall, _, _, measured, estimated, _, _ = test
+    return (-(measured if measured is not None else (estimated or 0.0)), -(wall or 0.0))
 
 
 def render_table(

@@ -422,12 +422,17 @@ def emissions(energy: Energy | None, carbon: CarbonIntensity) -> Emissions | Non
     """CO2e grams = joules / 3.6e6 x PUE x g/kWh, for each energy basis separately."""
     if energy is None:
         return None
-    factor = carbon.pue * carbon.g_per_kwh / 3.6e6
-    measured, estimated = energy.measured_j, energy.estimated_j
-    return Emissions._trusted({  # rounded to the femtogram (see `_nano`)
-        "from_measured_g": None if measured is None else _nano(measured * factor, 1e15),
-        "from_estimated_g": None if estimated is None else _nano(estimated * factor, 1e15),
+    return Emissions._trusted({
+        "from_measured_g": _grams(energy.measured_j, carbon),
+        "from_estimated_g": _grams(energy.estimated_j, carbon),
     })
+
+
+def _grams(joules: float | None, carbon: CarbonIntensity) -> float | None:
+    """CO2e grams of ``joules`` (None stays None), rounded to the femtogram (see `_nano`)."""
+    if joules is None:
+        return None
+    return _nano(joules * (carbon.pue * carbon.g_per_kwh / 3.6e6), 1e15)
 
 
 class GreenSession:
@@ -751,12 +756,10 @@ class GreenSession:
                 measured = joules if measured is None else measured + joules
             else:
                 estimated = joules if estimated is None else estimated + joules
-        carbon = self.carbon
-        factor = carbon.pue * carbon.g_per_kwh / 3.6e6  # as `emissions`
         measured_j = None if measured is None else _nano(measured)
         estimated_j = None if estimated is None else _nano(estimated)
-        co2e_measured = None if measured_j is None else _nano(measured_j * factor, 1e15)
-        co2e_estimated = None if estimated_j is None else _nano(estimated_j * factor, 1e15)
+        co2e_measured = _grams(measured_j, self.carbon)
+        co2e_estimated = _grams(estimated_j, self.carbon)
         wall, cpu = only.wall_s, only.cpu_s
         counts = run.counts
         values = [
@@ -1010,16 +1013,15 @@ class GreenSession:
         self.meters = Meters([], _no_readings)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        from pytest_greennlp.report import cost_key, render_table
+        from pytest_greennlp.report import cost_of, figures, render_table
 
         if self._written is None:
             return
         header, tests = self._written
         terminalreporter.write_sep("-", "greennlp price tags")
         limit = self.settings.table or None
-        # Records only for the rows shown, most expensive first (`_row_cost` is
-        # `cost_key` of a row's values).
-        ordered = sorted(tests, key=lambda t: _row_cost(t) if isinstance(t, _Row) else cost_key(t))
+        # Records only for the rows shown, most expensive first.
+        ordered = sorted(tests, key=lambda t: cost_of(t.figures if isinstance(t, _Row) else figures(t)))
         shown = ordered[:limit] if limit is not None else ordered
         table = replace(header, tests=tuple(self._as_record(t) for t in shown))
         for line in render_table(table, width=terminalreporter._tw.fullwidth,
@@ -1075,12 +1077,6 @@ def _xdist_workers(config: pytest.Config) -> int:
 
 def _nodeid(test: TestRecord | _Row) -> str:
     return test.nodeid
-
-
-def _row_cost(row: _Row) -> tuple[float, float]:
-    """`report.cost_key` of the record of ``row``."""
-    wall, _, _, measured, estimated, _, _ = row.figures
-    return (-(measured if measured is not None else (estimated or 0.0)), -wall)
 
 
 def _report_kind(report: pytest.TestReport) -> str | None:

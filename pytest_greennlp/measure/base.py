@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Literal, Protocol, runtime_checkable
 
+# Optional for a reader: ``window_derived = True`` and ``joules_between(...)`` let a window
+# derive the reader's joules from its own clocks (see `measure.window.WINDOW_DERIVED`).
+from pytest_greennlp.measure.window import WINDOW_DERIVED
+
 __all__ = ["WINDOW_DERIVED", "EnergyReader", "Scope"]
 
 #: ``"machine"``: the reading includes every process on the device (RAPL, NVML);
@@ -49,11 +53,3 @@ class EnergyReader(Protocol):
     def close(self) -> None:
         """Release the counter (stop sampling threads). Never raises."""
 
-
-#: Optional for a reader (see `measure.window.Window`): an estimate whose joules follow
-#: from a window's own clocks need not be read at the window's edges. Such a reader sets
-#: ``window_derived = True`` and implements ``joules_between(wall_s, cpu_s, rss_start,
-#: rss_end) -> float``: the joules of a window segment of ``wall_s`` seconds and
-#: ``cpu_s`` process CPU seconds, with this process's RSS in bytes at its edges (None
-#: unless its ``window_rss``, a callable returning the RSS in bytes, is set).
-WINDOW_DERIVED = "window_derived"

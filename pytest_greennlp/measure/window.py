@@ -13,11 +13,17 @@ if TYPE_CHECKING:  # imported at every ``--green`` start: no typing work at run 
     #: Reads every reader once; a failed reader reads as None (see `energy.read_all`).
     ReadAll = Callable[[Sequence[EnergyReader]], Mapping[str, "float | None"]]
 
-__all__ = ["Meters", "Window", "WindowTotals"]
+__all__ = ["WINDOW_DERIVED", "Meters", "Window", "WindowTotals"]
 
-#: `measure.base.WINDOW_DERIVED`, spelled out: this module does not import the protocol
-#: module at run time (its `typing.Protocol` class costs about 0.3 ms to create).
-_WINDOW_DERIVED = "window_derived"
+#: Optional for a reader (re-exported by `measure.base`, with the protocol): an estimate
+#: whose joules follow from a window's own clocks need not be read at the window's edges.
+#: Such a reader sets ``window_derived = True`` and implements ``joules_between(wall_s,
+#: cpu_s, rss_start, rss_end) -> float``: the joules of a window segment of ``wall_s``
+#: seconds and ``cpu_s`` process CPU seconds, with this process's RSS in bytes at its
+#: edges (None unless its ``window_rss``, a callable returning the RSS in bytes, is set).
+#: Defined here, where windows use it: this module does not import the protocol module
+#: at run time (its `typing.Protocol` class costs about 0.3 ms to create).
+WINDOW_DERIVED = "window_derived"
 
 
 class WindowTotals:
@@ -87,7 +93,7 @@ class Meters:
             if reader.domain in seen:  # as `read_all`: the first reader of a domain wins
                 continue
             seen.add(reader.domain)
-            if getattr(reader, _WINDOW_DERIVED, False) is True:
+            if getattr(reader, WINDOW_DERIVED, False) is True:
                 derived.append(reader)
                 if self.rss is None:
                     self.rss = getattr(reader, "window_rss", None)
